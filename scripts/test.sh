@@ -34,7 +34,7 @@ run_build() { # name, env..., -- meson args...
   meson test -C "$dir" --num-processes "$jobs" --print-errorlogs "${test_args[@]}" || true
   if [[ -f "$dir/meson-logs/testlog.json" ]]; then
     logs+=("$dir/meson-logs/testlog.json")
-  elif meson test -C "$dir" --list "${test_args[@]}" 2>/dev/null | grep -q "^No suitable tests defined"; then
+  elif [[ $(meson test -C "$dir" --list "${test_args[@]}" 2>/dev/null) == *"No suitable tests defined"* ]]; then
     echo "=== $name: no tests defined in this build"
   else
     echo "=== $name: no test log"; setup_failed=$((setup_failed + 1))
