@@ -157,7 +157,7 @@ size_t proto_decoder_pending(const proto_decoder *d)
 static int unpack(const ProtobufCMessageDescriptor *desc, const void *data, size_t len,
                   ProtobufCMessage **ret_msg)
 {
-    if (!ret_msg || (!data && len > 0))
+    if (!data && len > 0)
         return -EINVAL;
     if (!data)
         data = empty_payload;
@@ -170,6 +170,8 @@ static int unpack(const ProtobufCMessageDescriptor *desc, const void *data, size
 
 int proto_client_unpack(const void *data, size_t len, Llamad__V1__ClientMessage **ret_msg)
 {
+    if (!ret_msg)
+        return -EINVAL;
     ProtobufCMessage *m;
     int r = unpack(&llamad__v1__client_message__descriptor, data, len, &m);
     if (r == 0)
@@ -179,6 +181,8 @@ int proto_client_unpack(const void *data, size_t len, Llamad__V1__ClientMessage 
 
 int proto_server_unpack(const void *data, size_t len, Llamad__V1__ServerMessage **ret_msg)
 {
+    if (!ret_msg)
+        return -EINVAL;
     ProtobufCMessage *m;
     int r = unpack(&llamad__v1__server_message__descriptor, data, len, &m);
     if (r == 0)
