@@ -413,6 +413,8 @@ static void test_garbage(void)
         {"unterminated long varint", {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 8},
         {"all ones", {0xff, 0xff, 0xff}, 3},
         {"sub-message with a bad inner length", {0x5a, 0x02, 0x12, 0x05}, 4},
+        {"field number 0 as a padded varint", {0x08, 0x01, 0x80, 0x00, 0x00}, 5},
+        {"field number 0 inside a sub-message", {0x5a, 0x03, 0x80, 0x00, 0x01}, 5},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         /* through the decoder first: framing is fine, the payload is not */
