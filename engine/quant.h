@@ -81,8 +81,10 @@ float eng_dot_row(uint32_t type, const void *row, const float *x, size_t n);
 /* Matrix kernel for the forward pass: for rows r in [r0, r1) and tokens t in [0, nt):
  *   y[t*ldy + r] = dot(W row r, x + t*ldx)
  * W row r starts at (const char *)w + r*row_bytes; rows have n elements. Each weight block
- * is dequantized once per group of up to 64 tokens and used for all of them. Threads may
- * call it concurrently on disjoint [r0, r1) ranges. Preconditions as eng_dequant_row. */
+ * is dequantized once per group of up to 64 tokens and used for all of them (rows are
+ * taken 8 at a time, K in chunks of 256). Uses about 48 KB of stack and no heap. Threads
+ * may call it concurrently on disjoint [r0, r1) ranges (or disjoint y). Preconditions as
+ * eng_dequant_row; x rows need n readable floats, no alignment. */
 void eng_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n,
                      const float *x, size_t ldx, size_t nt, float *y, size_t ldy,
                      size_t r0, size_t r1);

@@ -354,6 +354,22 @@ static void deq_q4_k(const uint8_t *b, float *y, size_t nblk)
             const float d1 = d * (float)sc, m1 = dmin * (float)mn;
             kq_scale_min(2 * g + 1, sb, &sc, &mn);
             const float d2 = d * (float)sc, m2 = dmin * (float)mn;
+#if defined(__AVX2__)
+            {
+                const __m256i m4 = _mm256_set1_epi8(0x0F);
+                __m256i qb = _mm256_loadu_si256((const __m256i *)qs);
+                __m256i lo = _mm256_and_si256(qb, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+                __m256 vd1 = _mm256_set1_ps(d1), vm1 = _mm256_set1_ps(m1);
+                __m256 vd2 = _mm256_set1_ps(d2), vm2 = _mm256_set1_ps(m2);
+                v16_mul_sub(y, v_lo128(lo), vd1, vm1);
+                v16_mul_sub(y + 16, v_hi128(lo), vd1, vm1);
+                v16_mul_sub(y + 32, v_lo128(hi), vd2, vm2);
+                v16_mul_sub(y + 48, v_hi128(hi), vd2, vm2);
+                y += 64;
+                continue;
+            }
+#endif
             for (int l = 0; l < 32; l++) {
                 float p = d1 * (float)(qs[l] & 0x0F);
                 y[l] = p - m1;
@@ -381,6 +397,25 @@ static void deq_q5_k(const uint8_t *b, float *y, size_t nblk)
             const float d1 = d * (float)sc, m1 = dmin * (float)mn;
             kq_scale_min(2 * g + 1, sb, &sc, &mn);
             const float d2 = d * (float)sc, m2 = dmin * (float)mn;
+#if defined(__AVX2__)
+            {
+                const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+                __m256i qb = _mm256_loadu_si256((const __m256i *)qs);
+                __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+                __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * g), one), 4);
+                __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * g + 1), one), 4);
+                __m256i lo = _mm256_or_si256(_mm256_and_si256(qb, m4), h0);
+                __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h1);
+                __m256 vd1 = _mm256_set1_ps(d1), vm1 = _mm256_set1_ps(m1);
+                __m256 vd2 = _mm256_set1_ps(d2), vm2 = _mm256_set1_ps(m2);
+                v16_mul_sub(y, v_lo128(lo), vd1, vm1);
+                v16_mul_sub(y + 16, v_hi128(lo), vd1, vm1);
+                v16_mul_sub(y + 32, v_lo128(hi), vd2, vm2);
+                v16_mul_sub(y + 48, v_hi128(hi), vd2, vm2);
+                y += 64;
+                continue;
+            }
+#endif
             for (int l = 0; l < 32; l++) {
                 int q = (qs[l] & 0x0F) | (((qh[l] >> (2 * g)) & 1) << 4);
                 float p = d1 * (float)q;
