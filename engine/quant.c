@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #if defined(__AVX2__) || defined(__AVX512F__) || defined(__F16C__)
@@ -346,7 +347,7 @@ void eng_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n,
                 const size_t kn = n - k0 < KC ? n - k0 : KC;
                 const float *wp[RB];
                 for (int i = 0; i < nr; i++) {
-                    if (type == ENG_TYPE_F32) {
+                    if (type == ENG_TYPE_F32 && ((uintptr_t)rows[i] & 3) == 0) {
                         wp[i] = (const float *)(const void *)(rows[i] + k0 * sizeof(float));
                     } else {
                         deq(rows[i] + (k0 / be) * bb, buf[i], kn / be);
