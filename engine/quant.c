@@ -2,6 +2,7 @@
  * dot / matrix kernels. Dequantizers are in quant_dequant.c. */
 #include "quant.h"
 #include "quant_internal.h"
+#include "eng_error.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -66,6 +67,25 @@ int eng_row_bytes(uint32_t type, uint64_t n_elems, size_t *ret_bytes)
     uint64_t nblk = n_elems / ti->block_elems;
     if (nblk > SIZE_MAX / ti->block_bytes) return -EOVERFLOW;
     *ret_bytes = (size_t)nblk * ti->block_bytes;
+    return 0;
+}
+
+int eng_tensor_row_bytes(uint32_t type, uint64_t n_elems, const char *tensor,
+                         eng_error *err, size_t *ret_bytes)
+{
+    const eng_type_info *ti = eng_type_info_get(type);
+    if (!tensor) tensor = "?";
+    if (!ti)
+        return eng_error_set(err, -EINVAL, "tensor %s: unsupported weight type %s (%u)", tensor,
+                             eng_type_name(type), (unsigned)type);
+    int rc = eng_row_bytes(type, n_elems, ret_bytes);
+    if (rc == -EINVAL)
+        return eng_error_set(err, rc,
+                             "tensor %s: row length %llu is not a multiple of the %s block size %u",
+                             tensor, (unsigned long long)n_elems, ti->name, (unsigned)ti->block_elems);
+    if (rc != 0)
+        return eng_error_set(err, rc, "tensor %s: row of %llu %s elements is too large", tensor,
+                             (unsigned long long)n_elems, ti->name);
     return 0;
 }
 

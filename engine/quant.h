@@ -70,6 +70,14 @@ const char *eng_type_name(uint32_t type);
  * -EOVERFLOW if the size does not fit in size_t. n_elems = 0 gives 0 bytes. */
 int eng_row_bytes(uint32_t type, uint64_t n_elems, size_t *ret_bytes);
 
+/* eng_row_bytes with a message for the user, for loaders: on failure sets err (may be
+ * NULL) to e.g. "tensor blk.0.attn_q.weight: unsupported weight type IQ2_XXS (16)" or
+ * "tensor ...: row length 100 is not a multiple of the Q4_0 block size 32", and returns
+ * the code. tensor may be NULL ("tensor ?"). */
+struct eng_error;
+int eng_tensor_row_bytes(uint32_t type, uint64_t n_elems, const char *tensor,
+                         struct eng_error *err, size_t *ret_bytes);
+
 /* Dequantizes one row (n elements, a multiple of block_elems) of a supported type into
  * dst. Precondition (asserted): supported type, n a multiple of the block size. */
 void eng_dequant_row(uint32_t type, const void *src, float *dst, size_t n);

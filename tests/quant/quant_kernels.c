@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eng_error.h"
 #include "quant.h"
 #include "testutil.h"
 #include "vq.h"
@@ -152,6 +153,19 @@ static void check_plain_types(void)
         char what[64];
         snprintf(what, sizeof what, "F32 synthetic");
         check_matrix(what, 0, (const uint8_t *)f, n * 4, n, nrows);
+        /* F32 rows at an odd address give the same bits. */
+        uint8_t *fu = malloc(n * nrows * 4 + 1);
+        float *xs = malloc(n * sizeof(float));
+        CHECK(fu && xs);
+        memcpy(fu + 1, f, n * nrows * 4);
+        for (size_t i = 0; i < n; i++) xs[i] = rng_f();
+        for (size_t r = 0; r < nrows; r++)
+            CHECK(same_bits(eng_dot_row(0, fu + 1 + r * n * 4, xs, n),
+                            eng_dot_row(0, f + r * n, xs, n)));
+        snprintf(what, sizeof what, "F32 synthetic, unaligned");
+        check_matrix(what, 0, fu + 1, n * 4, n, nrows);
+        free(fu);
+        free(xs);
         snprintf(what, sizeof what, "F16 synthetic");
         check_matrix(what, 1, (const uint8_t *)h, n * 2, n, nrows);
         snprintf(what, sizeof what, "BF16 synthetic");
@@ -203,7 +217,24 @@ static void check_types(void)
     CHECK(strcmp(eng_type_name(42), "unknown(42)") == 0);
     CHECK(strcmp(eng_type_name(UINT32_MAX), "unknown(4294967295)") == 0);
 
+    /* Messages for loaders name the tensor and the type. */
+    eng_error err;
+    eng_error_clear(&err);
     size_t rb = 777;
+    CHECK_EQ_INT(eng_tensor_row_bytes(16, 256, "blk.0.attn_q.weight", &err, &rb), -EINVAL);
+    CHECK_MSG(strstr(err.msg, "blk.0.attn_q.weight") && strstr(err.msg, "IQ2_XXS"), "%s", err.msg);
+    CHECK_EQ_INT(err.code, -EINVAL);
+    CHECK_EQ_INT(eng_tensor_row_bytes(77, 256, "t", &err, &rb), -EINVAL);
+    CHECK_MSG(strstr(err.msg, "unknown(77)"), "%s", err.msg);
+    CHECK_EQ_INT(eng_tensor_row_bytes(2, 100, "tok", &err, &rb), -EINVAL);
+    CHECK_MSG(strstr(err.msg, "tok") && strstr(err.msg, "Q4_0") && strstr(err.msg, "100"), "%s",
+              err.msg);
+    CHECK_EQ_INT(eng_tensor_row_bytes(0, UINT64_MAX, NULL, &err, &rb), -EOVERFLOW);
+    CHECK_MSG(strstr(err.msg, "too large"), "%s", err.msg);
+    CHECK_EQ_INT(eng_tensor_row_bytes(0, 7, NULL, NULL, &rb), 0);
+    CHECK_EQ_INT(rb, 28);
+    CHECK_EQ_INT(eng_tensor_row_bytes(16, 256, NULL, NULL, &rb), -EINVAL);
+    rb = 777;
     CHECK_EQ_INT(eng_row_bytes(12, 256, &rb), 0);
     CHECK_EQ_INT(rb, 144);
     CHECK_EQ_INT(eng_row_bytes(12, 4096, &rb), 0);
