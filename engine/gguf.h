@@ -81,46 +81,18 @@ typedef struct gguf_kv {
     gguf_value val;
 } gguf_kv;
 
-/* GGML tensor type ids (as stored in the file). Only the ones the engine deals with by name;
- * the reader knows the block sizes of all types listed in gguf_type_info(). */
-enum gguf_ggml_type {
-    GGUF_GGML_F32 = 0,
-    GGUF_GGML_F16 = 1,
-    GGUF_GGML_Q4_0 = 2,
-    GGUF_GGML_Q4_1 = 3,
-    GGUF_GGML_Q5_0 = 6,
-    GGUF_GGML_Q5_1 = 7,
-    GGUF_GGML_Q8_0 = 8,
-    GGUF_GGML_Q8_1 = 9,
-    GGUF_GGML_Q2_K = 10,
-    GGUF_GGML_Q3_K = 11,
-    GGUF_GGML_Q4_K = 12,
-    GGUF_GGML_Q5_K = 13,
-    GGUF_GGML_Q6_K = 14,
-    GGUF_GGML_Q8_K = 15,
-    GGUF_GGML_IQ4_NL = 20,
-    GGUF_GGML_IQ4_XS = 23,
-    GGUF_GGML_BF16 = 30,
-};
-
-/* Block layout of a ggml tensor type: ret_block_elems values are stored in ret_block_bytes
- * bytes. Returns 0, or -EINVAL for a type id the reader does not know (either output may be
- * NULL). */
-int gguf_type_info(uint32_t type, uint32_t *ret_block_elems, uint32_t *ret_block_bytes);
-
-/* Name of a ggml tensor type ("F32", "Q4_K", ...); NULL for an unknown id. */
-const char *gguf_type_name(uint32_t type);
-
 /* One tensor. ne[] is in ggml order: ne[0] is the contiguous (innermost) dimension, i.e. the
  * length of a row; entries past n_dims are 1. A row of ne[0] values takes
- * ne[0] / block_elems * block_bytes bytes (ne[0] is a multiple of the block size).
+ * ne[0] / block_elems * block_bytes bytes (ne[0] is a multiple of the block size; see
+ * eng_type_info_get() in quant.h). Every tensor has a type the engine supports: a file with
+ * any other tensor type is rejected at open, with an error naming the type and the tensor.
  * name is NUL-terminated (a copy made at open; name.len excludes the NUL), so name.ptr can be
  * used as a C string. data = file data section + offset, aligned to gguf_alignment(). */
 typedef struct gguf_tensor {
     gguf_str name;
     uint32_t n_dims;   /* 1..4 */
     uint64_t ne[4];
-    uint32_t type;     /* ggml type id (enum gguf_ggml_type) */
+    uint32_t type;     /* ggml type id (enum eng_type in quant.h) */
     uint64_t offset;   /* relative to the start of the tensor data section */
     uint64_t nbytes;   /* bytes of tensor data */
     const void *data;  /* into the map; nbytes readable */

@@ -21,7 +21,7 @@
  * features). Row r (cols values of type `type`, in blocks) is at data + r * row_bytes.
  * For a 1-D tensor rows = 1. name is the tensor's NUL-terminated name (owned by the gguf). */
 typedef struct eng_mat {
-    uint32_t type; /* ggml type id (enum gguf_ggml_type) */
+    uint32_t type; /* ggml type id (enum eng_type in quant.h) */
     uint64_t rows, cols;
     size_t row_bytes;
     const void *data;
@@ -103,8 +103,5 @@ int eng_model_from_gguf(gguf_file *f, eng_model **ret, eng_error *err);
 
 /* Frees the description and closes its gguf; NULL is fine. */
 void eng_model_free(eng_model *m);
-
-/* True when the engine has kernels for weight matrices of this ggml type. */
-bool eng_model_type_supported(uint32_t type);
 
 #endif
