@@ -31,15 +31,23 @@
  *
  * BATCH INVARIANCE (ARCHITECTURE.md): a sequence's logits are bit-identical whatever else is
  * in the batch and however its prompt was chunked or taken from the prefix cache:
- *   - F32 weights: cblas_sgemm (OpenBLAS, thread count pinned at eng_ctx_create, never called
- *     from our pool's workers), always with M >= 2: a one-token batch is padded with a copy of
- *     its row, because OpenBLAS 0.3.21 gives bit-identical rows for every M >= 2 but takes a
- *     different path (different last bits) for M = 1.
- *   - F16 / BF16 / quantized weights: always quant.h's eng_matmul_rows, rows split across the
- *     pool's threads. Its per-(row, token) arithmetic is fixed. Quantized weights are NOT
- *     dequantized to f32 for sgemm at large batches: sgemm's summation order over K differs
- *     from eng_matmul_rows' 16-lane order, so a request's numbers would change with the
- *     batch size that happened to cross the threshold.
+ *   - Every weight type, F32 included, goes through quant.h's eng_matmul_rows, rows split
+ *     across the pool's threads. Its per-(row, token) arithmetic is fixed (exact f32
+ *     dequantization, 16 fixed lanes over K, fixed lane tree), so a row's result does not
+ *     depend on how many tokens share the call or on the thread split.
+ *   - Why F32 does not use cblas_sgemm: measured on this machine with Debian's OpenBLAS
+ *     0.3.21 (AMD EPYC, 1 or 2 threads), cblas_sgemm(RowMajor, A=x[M x K], B=W^T) does NOT
+ *     give bit-identical rows for every M >= 2 at the small shapes of real models here: for
+ *     K=64, N=172 (stories260K's FFN) rows of an M >= 7 call differ in the last bits from the
+ *     same row in an M = 2 call; K=128, N=384: M >= 4; K=N=512: M >= 3 (OpenBLAS picks a
+ *     different kernel path by size). At K=N=4096 all M agreed. Padding one row to two is
+ *     therefore not enough, and a request's logits would change with the batch size.
+ *   - Quantized weights are not dequantized to f32 for sgemm at large batches either: sgemm's
+ *     summation order over K differs from eng_matmul_rows' 16-lane order, so numbers would
+ *     change when a batch crosses the size threshold.
+ *   - OpenBLAS: eng_ctx_create pins its thread count (openblas_set_num_threads(n_threads),
+ *     process-wide) so that any BLAS use elsewhere does not oversubscribe the cores; the
+ *     forward pass itself makes no BLAS calls, and never calls BLAS from our workers.
  *   - Threads split rows (weights) or (sequence, token, head) items (attention), never K.
  *   - Attention always reads K/V back from the cache (also for the batch's own tokens) and
  *     sums over positions 0..pos in ascending order, in f32: the same arithmetic whatever the
@@ -81,7 +89,8 @@ typedef struct eng_ctx eng_ctx;
 
 /* Creates a context: thread pool, scratch buffers sized for the largest batch (no malloc
  * in eng_step), RoPE tables. The kv cache's layer/head/head_dim geometry must match the
- * model. Pins OpenBLAS to n_threads threads (process-wide). model and kv must outlive ctx. */
+ * model. Pins OpenBLAS to n_threads threads (process-wide). model and kv must outlive ctx.
+ * n_threads 0 means the number of physical cores. */
 int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *cfg,
                    eng_ctx **ret, eng_error *err);
 void eng_ctx_free(eng_ctx *ctx);

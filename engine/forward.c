@@ -48,12 +48,12 @@ struct eng_ctx {
 
 /* ------------------------------------------------------------------ kv cache access */
 
-static inline void *kv_k_ptr(eng_ctx *c, uint32_t block, int layer, int head)
+static inline void *blk_k(eng_ctx *c, uint32_t block, int layer, int head)
 {
     return kv_block_k(c->kv, block, (uint32_t)layer, (uint32_t)head);
 }
 
-static inline void *kv_v_ptr(eng_ctx *c, uint32_t block, int layer, int head)
+static inline void *blk_v(eng_ctx *c, uint32_t block, int layer, int head)
 {
     return kv_block_v(c->kv, block, (uint32_t)layer, (uint32_t)head);
 }
@@ -78,21 +78,11 @@ static void mm_worker(void *arg, int ith, int nth)
                     (size_t)r1);
 }
 
-/* y[t*rows + r] = W row r . x[t*cols ...] for t < nt. x and y have room for 2 rows (the
- * F32 path pads a single row to two, see engine.h). */
-static void matmul(eng_ctx *c, const eng_mat *w, float *x, int nt, float *y)
+/* y[t*rows + r] = W row r . x[t*cols ...] for t < nt, for every weight type (F32 included):
+ * eng_matmul_rows, rows split across the pool. See engine.h for why F32 does not go through
+ * cblas_sgemm. */
+static void matmul(eng_ctx *c, const eng_mat *w, const float *x, int nt, float *y)
 {
-    if (w->type == ENG_TYPE_F32) {
-        const int K = (int)w->cols, N = (int)w->rows;
-        int M = nt;
-        if (M == 1) {
-            memcpy(x + K, x, (size_t)K * sizeof *x);
-            M = 2;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K,
-                    (const float *)w->data, (int)(w->row_bytes / sizeof(float)), 0.0f, y, N);
-        return;
-    }
     mm_job j = {w, x, (size_t)nt, y};
     eng_pool_run(c->pool, mm_worker, &j);
 }
@@ -184,7 +174,7 @@ static void attn_worker(void *arg, int ith, int nth)
         float mx = -INFINITY;
         for (int p0 = 0; p0 < n_pos; p0 += bs) {
             const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
-            const float *kb = load_block(c, kv_k_ptr(c, blocks[p0 / bs], j->layer, kvh), kbuf, nb);
+            const float *kb = load_block(c, blk_k(c, blocks[p0 / bs], j->layer, kvh), kbuf, nb);
             for (int i = 0; i < nb; i++) {
                 float s = dot_f32(qh, kb + (size_t)i * D, D) * c->attn_scale;
                 scores[p0 + i] = s;
@@ -201,7 +191,7 @@ static void attn_worker(void *arg, int ith, int nth)
         for (int d = 0; d < D; d++) out[d] = 0.0f;
         for (int p0 = 0; p0 < n_pos; p0 += bs) {
             const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
-            const float *vb = load_block(c, kv_v_ptr(c, blocks[p0 / bs], j->layer, kvh), vbuf, nb);
+            const float *vb = load_block(c, blk_v(c, blocks[p0 / bs], j->layer, kvh), vbuf, nb);
             for (int i = 0; i < nb; i++) {
                 const float a = scores[p0 + i] * inv;
                 const float *vv = vb + (size_t)i * D;
@@ -263,8 +253,8 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
                              hp->n_head, hp->n_head_kv);
 
     /* kv geometry must match the model */
-    kv_config kc;
-    kv_get_config(kv, &kc);
+    const kv_config *kcp = kv_get_config(kv);
+    const kv_config kc = *kcp;
     if (kc.n_layer != hp->n_layer || kc.n_head_kv != hp->n_head_kv || kc.head_dim != hp->head_dim)
         return eng_error_set(err, -EINVAL,
                              "kv cache geometry (layers %u, kv heads %u, head_dim %u) does not "
@@ -296,7 +286,7 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     c->neox = false; /* GGUF "llama": adjacent pairs */
     c->attn_scale = 1.0f / sqrtf((float)c->D);
     c->bs = (int)kc.block_size;
-    c->kv_f16 = kc.dtype == KV_DTYPE_F16;
+    c->kv_f16 = kc.dtype == KV_F16;
 
     int rc = eng_pool_create(c->n_threads, &c->pool, err);
     if (rc) {
@@ -381,7 +371,7 @@ static int validate(eng_ctx *c, const eng_batch_entry *b, int n, int *ret_nt, in
             if (b[j].seq == e->seq)
                 return eng_error_set(err, -EINVAL, "sequence %u appears twice in the batch",
                                      e->seq);
-        if (!kv_seq_exists(c->kv, e->seq))
+        if (!kv_seq_valid(c->kv, e->seq))
             return eng_error_set(err, -EINVAL, "batch entry %d: no kv sequence %u", i, e->seq);
         long len = (long)kv_seq_len(c->kv, e->seq);
         if (len != (long)e->pos0 + e->n_tokens)
@@ -407,8 +397,8 @@ static void write_kv(eng_ctx *c, int layer, int nt)
         for (int h = 0; h < c->HKV; h++) {
             const float *ks = c->k + (size_t)t * c->kv_dim + (size_t)h * D;
             const float *vs = c->v + (size_t)t * c->kv_dim + (size_t)h * D;
-            void *kd = kv_k_ptr(c, blk, layer, h);
-            void *vd = kv_v_ptr(c, blk, layer, h);
+            void *kd = blk_k(c, blk, layer, h);
+            void *vd = blk_v(c, blk, layer, h);
             if (c->kv_f16) {
                 eng_f32_to_f16_row(ks, (uint16_t *)kd + off, (size_t)D);
                 eng_f32_to_f16_row(vs, (uint16_t *)vd + off, (size_t)D);
@@ -423,7 +413,7 @@ static void write_kv(eng_ctx *c, int layer, int nt)
 int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret_logits,
              eng_error *err)
 {
-    int nt, nl;
+    int nt = 0, nl = 0;
     int rc = validate(c, batch, n_entries, &nt, &nl, err);
     if (rc) return rc;
     if (nl > 0 && !ret_logits)
@@ -437,7 +427,8 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
     for (int e = 0; e < n_entries; e++) {
         const eng_batch_entry *be = &batch[e];
         c->entry_t0[e] = t;
-        c->entry_blocks[e] = kv_seq_blocks(c->kv, be->seq);
+        uint32_t nb = 0;
+        c->entry_blocks[e] = kv_seq_blocks(c->kv, be->seq, &nb);
         for (int i = 0; i < be->n_tokens; i++, t++) {
             c->tok_entry[t] = e;
             c->tok_pos[t] = be->pos0 + i;
