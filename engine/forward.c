@@ -10,6 +10,9 @@
 #include "quant.h"
 #include "threadpool.h"
 
+/* multiply-adds below which a kernel runs on the calling thread alone */
+#define ENG_PAR_MIN_WORK 65536.0
+
 struct eng_ctx {
     const eng_model *model;
     kv_cache *kv;
@@ -84,7 +87,12 @@ static void mm_worker(void *arg, int ith, int nth)
 static void matmul(eng_ctx *c, const eng_mat *w, const float *x, int nt, float *y)
 {
     mm_job j = {w, x, (size_t)nt, y};
-    eng_pool_run(c->pool, mm_worker, &j);
+    /* small jobs: waking the workers costs more than the work (the split never changes
+     * the numbers, so this is only a speed choice) */
+    if ((double)w->rows * (double)w->cols * nt < ENG_PAR_MIN_WORK)
+        mm_worker(&j, 0, 1);
+    else
+        eng_pool_run(c->pool, mm_worker, &j);
 }
 
 /* ------------------------------------------------------------------ small per-token ops */
@@ -424,6 +432,7 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
 
     /* token tables, block tables, embeddings, RoPE cos/sin */
     int t = 0;
+    double attn_work = 0; /* positions attended over, summed over the batch's tokens */
     for (int e = 0; e < n_entries; e++) {
         const eng_batch_entry *be = &batch[e];
         c->entry_t0[e] = t;
@@ -432,6 +441,7 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
         for (int i = 0; i < be->n_tokens; i++, t++) {
             c->tok_entry[t] = e;
             c->tok_pos[t] = be->pos0 + i;
+            attn_work += be->pos0 + i + 1;
             eng_dequant_row(m->tok_embd.type,
                             (const char *)m->tok_embd.data +
                                 (size_t)be->tokens[i] * m->tok_embd.row_bytes,
@@ -461,7 +471,10 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
         }
         write_kv(c, l, nt);
         attn_job aj = {c, l, nt, batch};
-        eng_pool_run(c->pool, attn_worker, &aj);
+        if (attn_work * c->H * c->D * 2.0 < ENG_PAR_MIN_WORK)
+            attn_worker(&aj, 0, 1);
+        else
+            eng_pool_run(c->pool, attn_worker, &aj);
         matmul(c, &ly->wo, c->att, nt, c->xb);
         for (size_t i = 0; i < (size_t)nt * E; i++) c->x[i] += c->xb[i];
 

@@ -52,6 +52,17 @@ static void test_invariance(const char *model_rel)
     /* chunked alone == whole alone */
     run_alone(&e, 3, 1, ref2, gen2);
     CHECK(memcmp(ref2, ref + (size_t)3 * GEN * V, (size_t)GEN * V * sizeof(float)) == 0);
+    /* 1 compute thread == 2 threads (threads split rows / attention items, never K) */
+    eng_ctx *two = e.ctx, *one = NULL;
+    eng_ctx_config c1 = {.n_threads = 1, .max_batch_tokens = 48, .max_batch_seqs = NSEQ,
+                         .n_ctx = 512};
+    eng_error err = {0};
+    CHECK_MSG(eng_ctx_create(e.model, e.kv, &c1, &one, &err) == 0, "%s", err.msg);
+    e.ctx = one;
+    run_alone(&e, 3, 5, ref2, gen2);
+    CHECK(memcmp(ref2, ref + (size_t)3 * GEN * V, (size_t)GEN * V * sizeof(float)) == 0);
+    e.ctx = two;
+    eng_ctx_free(one);
 
     /* all together: each sequence starts at a different step */
     int32_t prompt[NSEQ][64];
