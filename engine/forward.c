@@ -490,7 +490,10 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
         for (size_t i = 0; i < (size_t)nt * E; i++) c->x[i] += c->xb[i];
     }
 
-    for (int e = 0; e < n_entries; e++) kv_seq_commit(c->kv, batch[e].seq);
+    for (int e = 0; e < n_entries; e++) {
+        rc = kv_seq_commit(c->kv, batch[e].seq);
+        if (rc) return eng_error_set(err, rc, "kv_seq_commit(seq %u) failed", batch[e].seq);
+    }
 
     if (nl > 0) {
         int g = 0;
