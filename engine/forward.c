@@ -20,8 +20,6 @@ struct eng_ctx {
     int n_threads;
     int max_tokens;     /* max_batch_tokens */
     int max_seqs;       /* max_batch_seqs */
-    int rows_cap;       /* max(max_tokens, 2): activation buffers' row capacity */
-    int gath_cap;       /* max(max_seqs, 2) */
     int n_ctx;
 
     /* model geometry */
@@ -296,8 +294,6 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     c->n_threads = cfg->n_threads ? cfg->n_threads : eng_physical_cores();
     c->max_tokens = cfg->max_batch_tokens;
     c->max_seqs = cfg->max_batch_seqs;
-    c->rows_cap = c->max_tokens < 2 ? 2 : c->max_tokens;
-    c->gath_cap = c->max_seqs < 2 ? 2 : c->max_seqs;
     c->n_ctx = cfg->n_ctx ? cfg->n_ctx : (int)hp->n_ctx_train;
     c->L = (int)hp->n_layer;
     c->E = (int)hp->n_embd;
@@ -320,7 +316,7 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
         eng_ctx_free(c);
         return rc;
     }
-    const size_t R = (size_t)c->rows_cap, G = (size_t)c->gath_cap, nth = (size_t)c->n_threads;
+    const size_t R = (size_t)c->max_tokens, G = (size_t)c->max_seqs, nth = (size_t)c->n_threads;
     int wide = c->E > c->q_dim ? c->E : c->q_dim;
     rc = 0;
     rc = rc ? rc : checked_alloc((void **)&c->x, R * (size_t)c->E, sizeof(float));
