@@ -200,6 +200,7 @@ int main(void)
     test_validation();
     test_invariance("models/stories260K.gguf");
     test_invariance("models/TinyStories-656K-Q8_0.gguf");
+    test_invariance("testvectors/greedy/TinyStories-656K-Q4_0.gguf");
     printf("fwd_batch: ok\n");
     return 0;
 }
