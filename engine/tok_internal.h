@@ -60,6 +60,7 @@ struct tok_vocab {
 
     /* SPM */
     int32_t spm_byte_tok[256];
+    bool spm_split_at_space; /* no token has U+2581 after other text (see tok_spm.c) */
 
     /* Special tokens (control, unknown, user-defined) in match order: longest first. */
     int32_t *special;

@@ -75,6 +75,48 @@ static void try_pair(const tok_vocab *v, const char *buf, const sym *syms, heap 
     heap_push(h, (bigram){v->scores[id], (uint32_t)l, (uint32_t)r, size});
 }
 
+static bool is_space_sym(const char *buf, const sym *y)
+{
+    return y->len == 3 && memcmp(buf + y->start, "\xe2\x96\x81", 3) == 0;
+}
+
+static void merge_chunk(const tok_vocab *v, const char *buf, sym *syms, heap *h, size_t c0,
+                        size_t c1, tok_out *out)
+{
+    for (size_t i = c0; i < c1; i++) {
+        syms[i].prev = i > c0 ? (int32_t)i - 1 : -1;
+        syms[i].next = i + 1 < c1 ? (int32_t)i + 1 : -1;
+    }
+    h->n = 0;
+    for (size_t i = c0 + 1; i < c1; i++)
+        try_pair(v, buf, syms, h, (int32_t)i - 1, (int32_t)i);
+    while (h->n > 0) {
+        bigram b = heap_pop(h);
+        sym *L = &syms[b.left], *R = &syms[b.right];
+        if (L->len == 0 || R->len == 0 || L->len + R->len != b.size)
+            continue;
+        L->len += R->len;
+        R->len = 0;
+        L->next = R->next;
+        if (R->next >= 0)
+            syms[R->next].prev = (int32_t)b.left;
+        try_pair(v, buf, syms, h, L->prev, (int32_t)b.left);
+        try_pair(v, buf, syms, h, (int32_t)b.left, L->next);
+    }
+    for (int32_t i = (int32_t)c0; i >= 0; i = syms[i].next) {
+        int32_t id = tok_lookup_str(v, buf + syms[i].start, syms[i].len);
+        if (id >= 0 && id < v->n_vocab) {
+            tok_out_push(out, id);
+            continue;
+        }
+        for (uint32_t k = 0; k < syms[i].len; k++) {
+            int32_t b = v->spm_byte_tok[(unsigned char)buf[syms[i].start + k]];
+            if (b >= 0)
+                tok_out_push(out, b);
+        }
+    }
+}
+
 int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool add_prefix,
                    tok_out *out)
 {
@@ -105,38 +147,24 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool add_pr
         size_t l = unicode_len_utf8((unsigned char)buf[off]);
         if (l > n - off)
             l = n - off;
-        syms[ns] = (sym){(uint32_t)off, (uint32_t)l, (int32_t)ns - 1, -1};
+        syms[ns++] = (sym){(uint32_t)off, (uint32_t)l, -1, -1};
         off += l;
-        if (off < n)
-            syms[ns].next = (int32_t)ns + 1;
-        ns++;
     }
-    for (size_t i = 1; i < ns; i++)
-        try_pair(v, buf, syms, &h, (int32_t)i - 1, (int32_t)i);
-    while (h.n > 0) {
-        bigram b = heap_pop(&h);
-        sym *L = &syms[b.left], *R = &syms[b.right];
-        if (L->len == 0 || R->len == 0 || L->len + R->len != b.size)
-            continue;
-        L->len += R->len;
-        R->len = 0;
-        L->next = R->next;
-        if (R->next >= 0)
-            syms[R->next].prev = (int32_t)b.left;
-        try_pair(v, buf, syms, &h, L->prev, (int32_t)b.left);
-        try_pair(v, buf, syms, &h, (int32_t)b.left, L->next);
-    }
-    for (int32_t i = ns > 0 ? 0 : -1; i >= 0; i = syms[i].next) {
-        int32_t id = tok_lookup_str(v, buf + syms[i].start, syms[i].len);
-        if (id >= 0 && id < v->n_vocab) {
-            tok_out_push(out, id);
-            continue;
+    /* Merge chunk by chunk. A chunk boundary is put before a U+2581 symbol that follows
+     * another symbol, when the vocab has no token with U+2581 after other text: then no
+     * token can span the boundary, no merge crosses it, and the result is the same as
+     * merging the whole text at once (but the heaps stay small and cache-friendly). */
+    size_t c0 = 0;
+    while (c0 < ns) {
+        size_t c1 = c0 + 1;
+        if (v->spm_split_at_space) {
+            while (c1 < ns && !(is_space_sym(buf, &syms[c1]) && !is_space_sym(buf, &syms[c1 - 1])))
+                c1++;
+        } else {
+            c1 = ns;
         }
-        for (uint32_t k = 0; k < syms[i].len; k++) {
-            int32_t b = v->spm_byte_tok[(unsigned char)buf[syms[i].start + k]];
-            if (b >= 0)
-                tok_out_push(out, b);
-        }
+        merge_chunk(v, buf, syms, &h, c0, c1, out);
+        c0 = c1;
     }
 done:
     free(buf);

@@ -515,6 +515,15 @@ static int build_pieces(tok_vocab *v)
             }
         }
     } else {
+        v->spm_split_at_space = true;
+        for (int32_t id = 0; id < v->n_vocab && v->spm_split_at_space; id++) {
+            const char *s = v->str_blob + v->str_off[id];
+            size_t n = v->str_off[id + 1] - v->str_off[id], i = 0;
+            while (i + 3 <= n && memcmp(s + i, "\xe2\x96\x81", 3) == 0)
+                i += 3;
+            if (n - i >= 3 && memmem(s + i, n - i, "\xe2\x96\x81", 3) != NULL)
+                v->spm_split_at_space = false;
+        }
         for (unsigned b = 0; b < 256; b++) {
             char buf[8];
             snprintf(buf, sizeof buf, "<0x%02X>", b);
