@@ -102,6 +102,8 @@ void eng_ctx_free(eng_ctx *ctx);
 int eng_ctx_n_vocab(const eng_ctx *ctx);
 int eng_ctx_n_ctx(const eng_ctx *ctx);
 int eng_ctx_n_threads(const eng_ctx *ctx);
+int eng_ctx_max_batch_tokens(const eng_ctx *ctx);
+int eng_ctx_max_batch_seqs(const eng_ctx *ctx);
 
 /* Runs one step; see the contract above. ret_logits: (number of want_logits entries) *
  * n_vocab floats, may be NULL when no entry wants logits. */

@@ -250,6 +250,8 @@ void eng_ctx_free(eng_ctx *c)
 int eng_ctx_n_vocab(const eng_ctx *c) { return c->V; }
 int eng_ctx_n_ctx(const eng_ctx *c) { return c->n_ctx; }
 int eng_ctx_n_threads(const eng_ctx *c) { return c->n_threads; }
+int eng_ctx_max_batch_tokens(const eng_ctx *c) { return c->max_tokens; }
+int eng_ctx_max_batch_seqs(const eng_ctx *c) { return c->max_seqs; }
 
 int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *cfg,
                    eng_ctx **ret, eng_error *err)
