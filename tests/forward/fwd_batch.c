@@ -160,6 +160,31 @@ static void test_validation(void)
 {
     fwd_env e;
     fwd_env_open(&e, "models/stories260K.gguf", true, BS, 64, 8, 2, 1);
+    CHECK_EQ_INT(eng_ctx_max_batch_tokens(e.ctx), 8);
+    CHECK_EQ_INT(eng_ctx_max_batch_seqs(e.ctx), 2);
+    CHECK_EQ_INT(eng_ctx_n_threads(e.ctx), 1);
+    CHECK_EQ_INT(eng_ctx_n_vocab(e.ctx), 512);
+    CHECK_EQ_INT(eng_ctx_n_ctx(e.ctx), 512);
+    {
+        /* context creation: bad sizes, and a kv cache whose shape is not the model's */
+        eng_error err = {0};
+        eng_ctx *x = NULL;
+        eng_ctx_config bad = {.n_threads = 1, .max_batch_tokens = 0, .max_batch_seqs = 1};
+        CHECK(eng_ctx_create(e.model, e.kv, &bad, &x, &err) == -EINVAL && !x);
+        CHECK(strstr(err.msg, "max_batch_tokens") != NULL);
+        bad = (eng_ctx_config){.n_threads = -1, .max_batch_tokens = 4, .max_batch_seqs = 1};
+        CHECK(eng_ctx_create(e.model, e.kv, &bad, &x, &err) == -EINVAL && !x);
+        bad = (eng_ctx_config){.n_threads = 1, .max_batch_tokens = 4, .max_batch_seqs = 5};
+        CHECK(eng_ctx_create(e.model, e.kv, &bad, &x, &err) == -EINVAL && !x);
+        kv_config kc = *kv_get_config(e.kv);
+        kc.head_dim = 16;
+        kv_cache *kv2 = NULL;
+        CHECK(kv_create(&kc, &kv2) == 0);
+        eng_ctx_config ok = {.n_threads = 1, .max_batch_tokens = 4, .max_batch_seqs = 1};
+        CHECK(eng_ctx_create(e.model, kv2, &ok, &x, &err) == -EINVAL && !x);
+        CHECK(strstr(err.msg, "geometry") != NULL);
+        kv_destroy(kv2);
+    }
     float *out = malloc(2 * (size_t)e.n_vocab * sizeof(float));
     uint32_t a = fwd_seq_new(&e), b = fwd_seq_new(&e);
     int32_t t[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
