@@ -24,28 +24,45 @@ static const int8_t iq4_levels[16] = {
 /* 16 int8 lanes -> 16 floats, each (float)q * d. */
 static inline void v16_mul(float *y, __m128i q, __m256 d)
 {
+#if defined(__AVX512F__)
+    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    _mm512_storeu_ps(y, _mm512_mul_ps(a, _mm512_broadcast_f32x8(d)));
+#else
     __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
     __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
     _mm256_storeu_ps(y, _mm256_mul_ps(a, d));
     _mm256_storeu_ps(y + 8, _mm256_mul_ps(b, d));
+#endif
 }
 
 /* 16 int8 lanes -> (float)q * d + m (rounded product, then the sum). */
 static inline void v16_mul_add(float *y, __m128i q, __m256 d, __m256 m)
 {
+#if defined(__AVX512F__)
+    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    __m512 p = _mm512_mul_ps(a, _mm512_broadcast_f32x8(d));
+    _mm512_storeu_ps(y, _mm512_add_ps(p, _mm512_broadcast_f32x8(m)));
+#else
     __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
     __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
     _mm256_storeu_ps(y, _mm256_add_ps(_mm256_mul_ps(a, d), m));
     _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_mul_ps(b, d), m));
+#endif
 }
 
 /* 16 int8 lanes -> (float)q * d - m. */
 static inline void v16_mul_sub(float *y, __m128i q, __m256 d, __m256 m)
 {
+#if defined(__AVX512F__)
+    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    __m512 p = _mm512_mul_ps(a, _mm512_broadcast_f32x8(d));
+    _mm512_storeu_ps(y, _mm512_sub_ps(p, _mm512_broadcast_f32x8(m)));
+#else
     __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
     __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
     _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(a, d), m));
     _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(b, d), m));
+#endif
 }
 
 static inline __m128i v_lo128(__m256i v) { return _mm256_castsi256_si128(v); }
