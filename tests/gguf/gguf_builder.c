@@ -170,7 +170,7 @@ uint8_t *gb_write(const gb *b, size_t *ret_len)
         if (!b->keep_offsets) end = offs[i] + t->nbytes;
         gb_put_str(&w, t->name);
         gb_put_u32(&w, t->n_dims);
-        for (uint32_t d = 0; d < t->n_dims; d++) gb_put_u64(&w, t->ne[d]);
+        for (uint32_t d = 0; d < t->n_dims; d++) gb_put_u64(&w, d < 4 ? t->ne[d] : 1);
         gb_put_u32(&w, t->type);
         gb_put_u64(&w, offs[i]);
     }
