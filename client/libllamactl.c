@@ -1125,9 +1125,10 @@ static void sync_cb(lc_conn *c, const lc_event *ev, void *ud)
     }
 }
 
-static int run_sync(lc_conn *c, int rc, uint64_t id, sync_ctx *s)
+static int run_sync(lc_conn *c, int rc, const uint64_t *idp, sync_ctx *s)
 {
     if (rc < 0) return rc;
+    uint64_t id = *idp; /* read after the submit call has set it */
     rc = wait_for(c, id, -1, true);
     if (rc < 0) return rc;
     return s->rc;
@@ -1139,7 +1140,7 @@ int lc_generate(lc_conn *c, const lc_generate_params *p, lc_callback cb, void *u
     if (c && c->in_callback) return LC_ERR_BUSY;
     sync_ctx s = { .user_cb = cb, .user_ud = ud };
     uint64_t id = 0;
-    int rc = run_sync(c, lc_submit_generate(c, p, sync_cb, &s, &id), id, &s);
+    int rc = run_sync(c, lc_submit_generate(c, p, sync_cb, &s, &id), &id, &s);
     if (rc == 0 && ret_done) *ret_done = s.done;
     return rc;
 }
@@ -1151,7 +1152,7 @@ int lc_tokenize(lc_conn *c, const char *model, const char *text, unsigned flags,
     if (ret_tokens == NULL || ret_n_tokens == NULL) return LC_ERR_INVAL;
     sync_ctx s = { 0 };
     uint64_t id = 0;
-    int rc = run_sync(c, lc_submit_tokenize(c, model, text, flags, sync_cb, &s, &id), id, &s);
+    int rc = run_sync(c, lc_submit_tokenize(c, model, text, flags, sync_cb, &s, &id), &id, &s);
     if (rc < 0) {
         free(s.tokens);
         return rc;
@@ -1169,7 +1170,7 @@ int lc_detokenize(lc_conn *c, const char *model, const uint32_t *tokens, size_t 
     sync_ctx s = { 0 };
     uint64_t id = 0;
     int rc = run_sync(c, lc_submit_detokenize(c, model, tokens, n_tokens, sync_cb, &s, &id),
-                      id, &s);
+                      &id, &s);
     if (rc < 0) {
         free(s.text);
         return rc;
@@ -1185,7 +1186,7 @@ int lc_get_status(lc_conn *c, lc_status **ret_status)
     if (ret_status == NULL) return LC_ERR_INVAL;
     sync_ctx s = { 0 };
     uint64_t id = 0;
-    int rc = run_sync(c, lc_submit_status(c, sync_cb, &s, &id), id, &s);
+    int rc = run_sync(c, lc_submit_status(c, sync_cb, &s, &id), &id, &s);
     if (rc < 0) {
         free(s.block);
         return rc;
@@ -1200,7 +1201,7 @@ int lc_list_models(lc_conn *c, lc_model_info **ret_models, size_t *ret_n_models)
     if (ret_models == NULL || ret_n_models == NULL) return LC_ERR_INVAL;
     sync_ctx s = { 0 };
     uint64_t id = 0;
-    int rc = run_sync(c, lc_submit_models(c, sync_cb, &s, &id), id, &s);
+    int rc = run_sync(c, lc_submit_models(c, sync_cb, &s, &id), &id, &s);
     if (rc < 0) {
         free(s.block);
         return rc;
