@@ -806,8 +806,9 @@ static int check_usable(lc_conn *c)
 {
     if (c == NULL) return LC_ERR_INVAL;
     if (c->dead) {
+        /* after a failure the message that explains it stays */
         if (c->dead == LC_ERR_NOTCONN) set_err(c, "not connected to llamad");
-        return c->dead == LC_ERR_NOTCONN ? LC_ERR_NOTCONN : LC_ERR_NOTCONN;
+        return LC_ERR_NOTCONN;
     }
     return 0;
 }
