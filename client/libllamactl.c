@@ -1,5 +1,6 @@
 /* libllamactl: connection, requests, frame I/O and dispatch. See llamactl.h. */
 #include "llamactl.h"
+#include "lc_testing.h"
 
 #include "frame.h"
 
@@ -785,6 +786,19 @@ int lc_conn_connect(lc_conn *c)
         c->dead = LC_ERR_NOTCONN;
         return rc;
     }
+    c->err[0] = '\0';
+    return 0;
+}
+
+int llamactl_testing_adopt_fd(lc_conn *c, int fd)
+{
+    if (c == NULL || fd < 0) return LC_ERR_INVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -errno;
+    close_socket(c);
+    c->n_reqs = 0;
+    c->fd = fd;
+    c->dead = 0;
     c->err[0] = '\0';
     return 0;
 }
