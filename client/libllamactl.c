@@ -620,6 +620,7 @@ static int handle_frame(lc_conn *c, const proto_frame *f)
 int lc_conn_process(lc_conn *c)
 {
     if (c == NULL) return LC_ERR_INVAL;
+    if (c->in_callback) return LC_ERR_BUSY; /* the read buffer is being dispatched */
     if (c->dead) return c->dead;
     for (int reads = 0; reads < LC_MAX_READS_PER_PROCESS; reads++) {
         ssize_t n = recv(c->fd, c->rbuf, LC_READ_CHUNK, MSG_DONTWAIT);

@@ -26,10 +26,10 @@
  * threads at the same time. lc_strerror(), lc_socket_path(), lc_finish_name() and
  * lc_version() are thread-safe.
  *
- * Inside a callback you may call lc_cancel(), the lc_submit_*() functions and the read-only
- * accessors on the same connection, but not the blocking functions (lc_conn_wait(),
- * lc_wait_request(), lc_generate(), lc_tokenize(), ...; they return LC_ERR_BUSY) and not
- * lc_conn_free().
+ * Inside a callback you may call lc_cancel(), the lc_submit_*() functions, lc_conn_flush()
+ * and the read-only accessors on the same connection, but not lc_conn_process() or the
+ * blocking functions (lc_conn_wait(), lc_wait_request(), lc_generate(), lc_tokenize(), ...;
+ * they return LC_ERR_BUSY), and not lc_conn_free() or lc_conn_connect().
  */
 #ifndef LLAMACTL_H
 #define LLAMACTL_H

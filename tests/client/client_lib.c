@@ -517,6 +517,10 @@ static void cancel_on_chunk(lc_conn *c, const lc_event *ev, void *ud)
         /* inside a callback: cancel works, blocking calls are refused */
         CHECK_EQ_INT(lc_cancel(c, ev->request_id), 0);
         CHECK_EQ_INT(lc_conn_wait(c, 0), LC_ERR_BUSY);
+        CHECK_EQ_INT(lc_conn_process(c), LC_ERR_BUSY);
+        uint32_t *t;
+        size_t n;
+        CHECK_EQ_INT(lc_tokenize(c, NULL, "x", 0, &t, &n), LC_ERR_BUSY);
         CHECK_EQ_INT(lc_wait_request(c, ev->request_id, 0), LC_ERR_BUSY);
         (void)s;
     }
