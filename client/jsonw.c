@@ -1,6 +1,7 @@
 #include "jsonw.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* need_comma[depth]: 0 = first element not yet written, 1 = write a comma before the next
@@ -86,10 +87,15 @@ void jw_uint(jw *w, unsigned long long v)
 void jw_double(jw *w, double v)
 {
     value(w);
-    if (!isfinite(v))
+    if (!isfinite(v)) {
         fputs("null", w->f);
-    else
-        fprintf(w->f, "%.17g", v);
+        return;
+    }
+    /* the shortest of %.15g / %.17g that reads back as the same number */
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, sizeof buf, "%.17g", v);
+    fputs(buf, w->f);
 }
 
 void jw_bool(jw *w, int v)
