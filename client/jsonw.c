@@ -35,10 +35,22 @@ static void pop(jw *w, int c)
     if (w->depth > 0) w->depth--;
 }
 
-void jw_obj_begin(jw *w) { push(w, '{'); }
-void jw_obj_end(jw *w) { pop(w, '}'); }
-void jw_arr_begin(jw *w) { push(w, '['); }
-void jw_arr_end(jw *w) { pop(w, ']'); }
+void jw_obj_begin(jw *w)
+{
+    push(w, '{');
+}
+void jw_obj_end(jw *w)
+{
+    pop(w, '}');
+}
+void jw_arr_begin(jw *w)
+{
+    push(w, '[');
+}
+void jw_arr_end(jw *w)
+{
+    pop(w, ']');
+}
 
 void jw_key(jw *w, const char *key)
 {

@@ -25,7 +25,7 @@ void jw_str(jw *w, const char *s, size_t len);
 void jw_cstr(jw *w, const char *s); /* NULL writes null */
 void jw_int(jw *w, long long v);
 void jw_uint(jw *w, unsigned long long v);
-void jw_double(jw *w, double v);    /* non-finite writes null */
+void jw_double(jw *w, double v); /* non-finite writes null */
 void jw_bool(jw *w, int v);
 void jw_null(jw *w);
 /* Ends a top-level value: writes '\n'. */

@@ -6,6 +6,7 @@
 #include "jsonw.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -16,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 enum {
     EXIT_OK = 0,
@@ -26,10 +26,10 @@ enum {
     EXIT_INTERRUPTED = 130,
 };
 
-#define MAX_STDIN_BYTES (64u << 20)
+#define MAX_STDIN_BYTES  (64u << 20)
 #define MAX_STOP_STRINGS 16
 
-static const char *g_socket;        /* --socket, or NULL */
+static const char *g_socket; /* --socket, or NULL */
 static const char *g_prog = "llamactl";
 
 /* ---- messages ------------------------------------------------------------------------- */
@@ -47,27 +47,26 @@ static void errmsg(const char *fmt, ...)
 
 static void usage_main(FILE *f)
 {
-    fprintf(f,
-        "Usage: llamactl [--socket PATH] COMMAND [OPTIONS] [ARGS]\n"
-        "\n"
-        "Talks to the llamad daemon.\n"
-        "\n"
-        "Commands:\n"
-        "  generate [PROMPT|-]   generate text from a prompt ('-': read it from stdin)\n"
-        "  chat                  interactive multi-turn chat (reads lines from stdin)\n"
-        "  status                the daemon's status\n"
-        "  models                the models the daemon serves\n"
-        "  tokenize TEXT|-       the token ids of a text\n"
-        "  detokenize IDS        the text of comma-separated token ids\n"
-        "\n"
-        "Global options:\n"
-        "  --socket PATH         the daemon's socket (default: $LLAMAD_SOCKET, then\n"
-        "                        $XDG_RUNTIME_DIR/llamad.sock, then " LC_DEFAULT_SOCKET ")\n"
-        "  -h, --help            this help ('llamactl COMMAND --help' for a command's)\n"
-        "  -V, --version         the version\n"
-        "\n"
-        "Exit status: 0 ok, 1 request failed, 2 usage error, 3 cannot connect to llamad,\n"
-        "130 interrupted (the request was cancelled).\n");
+    fprintf(f, "Usage: llamactl [--socket PATH] COMMAND [OPTIONS] [ARGS]\n"
+               "\n"
+               "Talks to the llamad daemon.\n"
+               "\n"
+               "Commands:\n"
+               "  generate [PROMPT|-]   generate text from a prompt ('-': read it from stdin)\n"
+               "  chat                  interactive multi-turn chat (reads lines from stdin)\n"
+               "  status                the daemon's status\n"
+               "  models                the models the daemon serves\n"
+               "  tokenize TEXT|-       the token ids of a text\n"
+               "  detokenize IDS        the text of comma-separated token ids\n"
+               "\n"
+               "Global options:\n"
+               "  --socket PATH         the daemon's socket (default: $LLAMAD_SOCKET, then\n"
+               "                        $XDG_RUNTIME_DIR/llamad.sock, then " LC_DEFAULT_SOCKET ")\n"
+               "  -h, --help            this help ('llamactl COMMAND --help' for a command's)\n"
+               "  -V, --version         the version\n"
+               "\n"
+               "Exit status: 0 ok, 1 request failed, 2 usage error, 3 cannot connect to llamad,\n"
+               "130 interrupted (the request was cancelled).\n");
 }
 
 static void usage_generate(FILE *f, const char *cmd)
@@ -86,28 +85,27 @@ static void usage_generate(FILE *f, const char *cmd)
                    "Streams the generated text to stdout. '-' (or no PROMPT with stdin not a\n"
                    "terminal) reads the prompt from stdin. Ctrl-C cancels the request and\n"
                    "exits with status 130.\n\n");
-    fprintf(f,
-        "Options:\n"
-        "  -m, --model NAME          the model (default: the daemon's default)\n");
+    fprintf(f, "Options:\n"
+               "  -m, --model NAME          the model (default: the daemon's default)\n");
     if (strcmp(cmd, "chat") == 0)
         fprintf(f, "      --system TEXT         a system message at the start of the chat\n");
     else
-        fprintf(f,
+        fprintf(
+            f,
             "      --ids LIST            the prompt as comma-separated token ids, used as given\n"
             "      --json                one JSON object per chunk, then a final one\n"
             "      --logprobs N          report the log-probability of each sampled token\n");
-    fprintf(f,
-        "  -n, --max-tokens N        generate at most N tokens\n"
-        "      --temperature T       sampling temperature (0: greedy)\n"
-        "      --top-k K             keep the K most likely tokens (0: off)\n"
-        "      --top-p P             nucleus sampling threshold\n"
-        "      --min-p P             minimum probability relative to the best token\n"
-        "      --repeat-penalty R    penalty for repeated tokens (1: off)\n"
-        "      --presence-penalty P  additive penalty for tokens already present\n"
-        "      --frequency-penalty P additive penalty per occurrence\n"
-        "      --seed S              the random seed (same seed, same output)\n"
-        "      --stop STR            stop when STR is generated (repeatable)\n"
-        "  -h, --help                this help\n");
+    fprintf(f, "  -n, --max-tokens N        generate at most N tokens\n"
+               "      --temperature T       sampling temperature (0: greedy)\n"
+               "      --top-k K             keep the K most likely tokens (0: off)\n"
+               "      --top-p P             nucleus sampling threshold\n"
+               "      --min-p P             minimum probability relative to the best token\n"
+               "      --repeat-penalty R    penalty for repeated tokens (1: off)\n"
+               "      --presence-penalty P  additive penalty for tokens already present\n"
+               "      --frequency-penalty P additive penalty per occurrence\n"
+               "      --seed S              the random seed (same seed, same output)\n"
+               "      --stop STR            stop when STR is generated (repeatable)\n"
+               "  -h, --help                this help\n");
 }
 
 /* ---- number parsing ------------------------------------------------------------------- */
@@ -149,7 +147,8 @@ static int parse_ids(const char *s, uint32_t **ret_ids, size_t *ret_n, const cha
     static char bad[64];
     for (;;) {
         const char *start = p;
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         unsigned long long v = 0;
         bool any = false, overflow = false;
         while (*p >= '0' && *p <= '9') {
@@ -160,10 +159,12 @@ static int parse_ids(const char *s, uint32_t **ret_ids, size_t *ret_n, const cha
             }
             p++;
         }
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (!any || (*p != ',' && *p != '\0') || overflow) {
             const char *e = start;
-            while (*e && *e != ',') e++;
+            while (*e && *e != ',')
+                e++;
             snprintf(bad, sizeof bad, "%.*s", (int)(e - start > 40 ? 40 : e - start), start);
             *ret_bad = bad;
             free(ids);
@@ -224,7 +225,7 @@ static lc_conn *connect_or_exit(void)
         errmsg("bad socket path: %s", lc_strerror(rc));
         exit(EXIT_USAGE);
     }
-    lc_options opt = { .socket_path = path, .client_name = "llamactl " LC_VERSION_STRING };
+    lc_options opt = {.socket_path = path, .client_name = "llamactl " LC_VERSION_STRING};
     lc_conn *c = lc_conn_new(&opt);
     if (c == NULL) {
         errmsg("out of memory");
@@ -247,7 +248,7 @@ static lc_conn *connect_or_exit(void)
 /* ---- signals -------------------------------------------------------------------------- */
 
 static volatile sig_atomic_t g_sigint;
-static int g_sigpipe[2] = { -1, -1 };
+static int g_sigpipe[2] = {-1, -1};
 
 static void on_signal(int sig)
 {
@@ -327,7 +328,8 @@ static void print_done_json(const lc_done *d)
     jw_double(&w, d->total_us / 1000.0);
     /* decoding speed: tokens after the first over the time after the first */
     double gen_us = d->total_us > d->first_token_us ? (double)(d->total_us - d->first_token_us) : 0;
-    double tps = d->generated_tokens > 1 && gen_us > 0 ? (d->generated_tokens - 1) * 1e6 / gen_us : 0;
+    double tps =
+        d->generated_tokens > 1 && gen_us > 0 ? (d->generated_tokens - 1) * 1e6 / gen_us : 0;
     jw_key(&w, "tokens_per_s");
     jw_double(&w, tps);
     jw_obj_end(&w);
@@ -348,7 +350,8 @@ static void gen_callback(lc_conn *c, const lc_event *ev, void *ud)
             jw_obj_begin(&w);
             jw_key(&w, "tokens");
             jw_arr_begin(&w);
-            for (size_t i = 0; i < ch->n_tokens; i++) jw_uint(&w, ch->tokens[i]);
+            for (size_t i = 0; i < ch->n_tokens; i++)
+                jw_uint(&w, ch->tokens[i]);
             jw_arr_end(&w);
             jw_key(&w, "text");
             jw_str(&w, ch->text, ch->text_len);
@@ -440,8 +443,8 @@ static int run_generate(lc_conn *c, const lc_generate_params *p, gen_state *st)
             return EXIT_INTERRUPTED;
         }
         struct pollfd pfd[2] = {
-            { .fd = lc_conn_fd(c), .events = POLLIN | (lc_conn_want_write(c) ? POLLOUT : 0) },
-            { .fd = g_sigpipe[0], .events = POLLIN },
+            {.fd = lc_conn_fd(c), .events = POLLIN | (lc_conn_want_write(c) ? POLLOUT : 0)},
+            {.fd = g_sigpipe[0], .events = POLLIN},
         };
         int n = poll(pfd, g_sigpipe[0] >= 0 ? 2 : 1, -1);
         if (n < 0) {
@@ -502,10 +505,10 @@ typedef struct gen_opts {
     bool json;
 } gen_opts;
 
-#define BAD_VALUE(optname)                                                                \
-    do {                                                                                  \
-        errmsg("invalid value for %s: '%s'", optname, optarg);                           \
-        return EXIT_USAGE;                                                                \
+#define BAD_VALUE(optname)                                                                         \
+    do {                                                                                           \
+        errmsg("invalid value for %s: '%s'", optname, optarg);                                     \
+        return EXIT_USAGE;                                                                         \
     } while (0)
 
 /* Parses generate/chat options; positional arguments are left in argv[optind..]. Returns
@@ -514,23 +517,23 @@ static int parse_gen_opts(int argc, char **argv, const char *cmd, gen_opts *o)
 {
     bool chat = strcmp(cmd, "chat") == 0;
     static const struct option gen_long[] = {
-        { "model", required_argument, NULL, 'm' },
-        { "max-tokens", required_argument, NULL, 'n' },
-        { "temperature", required_argument, NULL, OPT_TEMPERATURE },
-        { "top-k", required_argument, NULL, OPT_TOP_K },
-        { "top-p", required_argument, NULL, OPT_TOP_P },
-        { "min-p", required_argument, NULL, OPT_MIN_P },
-        { "repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY },
-        { "presence-penalty", required_argument, NULL, OPT_PRESENCE_PENALTY },
-        { "frequency-penalty", required_argument, NULL, OPT_FREQUENCY_PENALTY },
-        { "seed", required_argument, NULL, OPT_SEED },
-        { "stop", required_argument, NULL, OPT_STOP },
-        { "json", no_argument, NULL, OPT_JSON },
-        { "ids", required_argument, NULL, OPT_IDS },
-        { "logprobs", required_argument, NULL, OPT_LOGPROBS },
-        { "system", required_argument, NULL, OPT_SYSTEM },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"model", required_argument, NULL, 'm'},
+        {"max-tokens", required_argument, NULL, 'n'},
+        {"temperature", required_argument, NULL, OPT_TEMPERATURE},
+        {"top-k", required_argument, NULL, OPT_TOP_K},
+        {"top-p", required_argument, NULL, OPT_TOP_P},
+        {"min-p", required_argument, NULL, OPT_MIN_P},
+        {"repeat-penalty", required_argument, NULL, OPT_REPEAT_PENALTY},
+        {"presence-penalty", required_argument, NULL, OPT_PRESENCE_PENALTY},
+        {"frequency-penalty", required_argument, NULL, OPT_FREQUENCY_PENALTY},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"stop", required_argument, NULL, OPT_STOP},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"ids", required_argument, NULL, OPT_IDS},
+        {"logprobs", required_argument, NULL, OPT_LOGPROBS},
+        {"system", required_argument, NULL, OPT_SYSTEM},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     lc_generate_params_init(&o->p);
     o->p.stop = o->stops;
@@ -722,7 +725,8 @@ static int history_add(history *h, const char *role, const char *content, size_t
 
 static void history_truncate(history *h, size_t n)
 {
-    while (h->n > n) free((char *)h->msgs[--h->n].content);
+    while (h->n > n)
+        free((char *)h->msgs[--h->n].content);
 }
 
 static int cmd_chat(int argc, char **argv)
@@ -737,7 +741,7 @@ static int cmd_chat(int argc, char **argv)
     }
     bool tty_in = isatty(STDIN_FILENO);
     bool tty_out = isatty(STDOUT_FILENO);
-    history h = { 0 };
+    history h = {0};
     size_t base = 0;
     if (o.system != NULL) {
         if (history_add(&h, "system", o.system, strlen(o.system)) < 0) {
@@ -767,7 +771,8 @@ static int cmd_chat(int argc, char **argv)
             if (tty_in) fputc('\n', stderr);
             break; /* end of input */
         }
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
         if (len == 0) continue;
         if (strcmp(line, "/exit") == 0 || strcmp(line, "/quit") == 0) break;
         if (strcmp(line, "/reset") == 0) {
@@ -825,11 +830,11 @@ static int simple_opts(int argc, char **argv, const char *cmd, const char *usage
                        const char **model, bool *no_special)
 {
     static const struct option lo[] = {
-        { "json", no_argument, NULL, OPT_JSON },
-        { "model", required_argument, NULL, 'm' },
-        { "no-special", no_argument, NULL, OPT_NO_SPECIAL },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"json", no_argument, NULL, OPT_JSON},
+        {"model", required_argument, NULL, 'm'},
+        {"no-special", no_argument, NULL, OPT_NO_SPECIAL},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     optind = 0;
     int ch;
@@ -865,7 +870,8 @@ static void print_status_text(const lc_status *s)
 {
     printf("default model:      %s\n", s->default_model);
     printf("loaded models:     ");
-    for (size_t i = 0; i < s->n_loaded_models; i++) printf(" %s", s->loaded_models[i]);
+    for (size_t i = 0; i < s->n_loaded_models; i++)
+        printf(" %s", s->loaded_models[i]);
     printf("\n");
     printf("uptime:             %llu s\n", (unsigned long long)s->uptime_seconds);
     printf("connections:        %u\n", s->connections);
@@ -889,7 +895,8 @@ static void print_status_json(const lc_status *s)
     jw_cstr(&w, s->default_model);
     jw_key(&w, "loaded_models");
     jw_arr_begin(&w);
-    for (size_t i = 0; i < s->n_loaded_models; i++) jw_cstr(&w, s->loaded_models[i]);
+    for (size_t i = 0; i < s->n_loaded_models; i++)
+        jw_cstr(&w, s->loaded_models[i]);
     jw_arr_end(&w);
     jw_key(&w, "queue_depth");
     jw_uint(&w, s->queue_depth);
@@ -1026,11 +1033,12 @@ static int cmd_models(int argc, char **argv)
         return EXIT_USAGE;
     }
     lc_conn *c = connect_or_exit();
-    models_state st = { .json = json };
+    models_state st = {.json = json};
     uint64_t id;
     rc = lc_submit_models(c, models_callback, &st, &id);
     if (rc == 0) rc = lc_wait_request(c, id, -1);
-    while (rc == LC_ERR_INTR) rc = lc_wait_request(c, id, -1);
+    while (rc == LC_ERR_INTR)
+        rc = lc_wait_request(c, id, -1);
     int ec = EXIT_OK;
     if (rc < 0 || st.err < 0) ec = request_failed(c, rc < 0 ? rc : st.err);
     lc_conn_free(c);
@@ -1076,14 +1084,16 @@ static int cmd_tokenize(int argc, char **argv)
         jw_obj_begin(&w);
         jw_key(&w, "tokens");
         jw_arr_begin(&w);
-        for (size_t i = 0; i < n; i++) jw_uint(&w, toks[i]);
+        for (size_t i = 0; i < n; i++)
+            jw_uint(&w, toks[i]);
         jw_arr_end(&w);
         jw_key(&w, "count");
         jw_uint(&w, n);
         jw_obj_end(&w);
         jw_end_line(&w);
     } else {
-        for (size_t i = 0; i < n; i++) printf(i ? ",%u" : "%u", (unsigned)toks[i]);
+        for (size_t i = 0; i < n; i++)
+            printf(i ? ",%u" : "%u", (unsigned)toks[i]);
         putchar('\n');
     }
     free(toks);
@@ -1148,10 +1158,10 @@ static int cmd_detokenize(int argc, char **argv)
 int main(int argc, char **argv)
 {
     static const struct option global_long[] = {
-        { "socket", required_argument, NULL, OPT_SOCKET },
-        { "help", no_argument, NULL, 'h' },
-        { "version", no_argument, NULL, 'V' },
-        { NULL, 0, NULL, 0 },
+        {"socket", required_argument, NULL, OPT_SOCKET},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     /* '+': stop at the command; its options are parsed by the command. */

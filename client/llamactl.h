@@ -50,19 +50,19 @@ extern "C" {
  * nobody listening, -EACCES). */
 enum {
     LC_OK = 0,
-    LC_ERR_INVAL = -EINVAL,          /* a bad argument */
-    LC_ERR_NOMEM = -ENOMEM,          /* out of memory */
+    LC_ERR_INVAL = -EINVAL,             /* a bad argument */
+    LC_ERR_NOMEM = -ENOMEM,             /* out of memory */
     LC_ERR_NAMETOOLONG = -ENAMETOOLONG, /* socket path longer than a Unix socket allows */
-    LC_ERR_NOTCONN = -ENOTCONN,      /* not connected, or the connection already failed */
-    LC_ERR_CLOSED = -ECONNRESET,     /* the daemon closed the connection */
-    LC_ERR_PROTO = -EPROTO,          /* the daemon sent something that is not llamad v1 */
-    LC_ERR_TOOBIG = -EMSGSIZE,       /* a frame over the frame-size limit (either way) */
-    LC_ERR_SERVER = -EREMOTEIO,      /* the daemon answered the request with an Error */
-    LC_ERR_TIMEOUT = -ETIMEDOUT,     /* a timeout given by the caller expired */
-    LC_ERR_INTR = -EINTR,            /* a blocking wait was interrupted by a signal */
-    LC_ERR_BUSY = -EBUSY,            /* blocking call from inside a callback */
-    LC_ERR_NOENT = -ESRCH,           /* no request in flight with that id */
-    LC_ERR_TOOMANY = -ENOBUFS,       /* too many requests in flight on this connection */
+    LC_ERR_NOTCONN = -ENOTCONN,         /* not connected, or the connection already failed */
+    LC_ERR_CLOSED = -ECONNRESET,        /* the daemon closed the connection */
+    LC_ERR_PROTO = -EPROTO,             /* the daemon sent something that is not llamad v1 */
+    LC_ERR_TOOBIG = -EMSGSIZE,          /* a frame over the frame-size limit (either way) */
+    LC_ERR_SERVER = -EREMOTEIO,         /* the daemon answered the request with an Error */
+    LC_ERR_TIMEOUT = -ETIMEDOUT,        /* a timeout given by the caller expired */
+    LC_ERR_INTR = -EINTR,               /* a blocking wait was interrupted by a signal */
+    LC_ERR_BUSY = -EBUSY,               /* blocking call from inside a callback */
+    LC_ERR_NOENT = -ESRCH,              /* no request in flight with that id */
+    LC_ERR_TOOMANY = -ENOBUFS,          /* too many requests in flight on this connection */
 };
 
 /* A generic, static description of an error code ("daemon closed the connection"). */
@@ -86,10 +86,10 @@ int lc_socket_path(const char *arg, char *buf, size_t buf_len);
 typedef struct lc_conn lc_conn;
 
 typedef struct lc_options {
-    const char *socket_path;    /* NULL: resolved as lc_socket_path(NULL) */
-    const char *client_name;    /* sent in Hello; NULL: "libllamactl" */
-    uint32_t max_frame_bytes;   /* largest frame payload accepted from the daemon; 0: 4 MiB */
-    int timeout_ms;             /* bound on connect + Hello; 0: 10 s; < 0: none */
+    const char *socket_path;  /* NULL: resolved as lc_socket_path(NULL) */
+    const char *client_name;  /* sent in Hello; NULL: "libllamactl" */
+    uint32_t max_frame_bytes; /* largest frame payload accepted from the daemon; 0: 4 MiB */
+    int timeout_ms;           /* bound on connect + Hello; 0: 10 s; < 0: none */
 } lc_options;
 
 /* A new, unconnected connection object. opt may be NULL (all defaults); its strings are
@@ -146,11 +146,11 @@ size_t lc_conn_in_flight(const lc_conn *c);
 
 typedef enum lc_finish {
     LC_FINISH_UNKNOWN = 0,
-    LC_FINISH_STOP = 1,         /* end-of-generation token, or a stop string matched */
-    LC_FINISH_LENGTH = 2,       /* max_tokens generated, or the context is full */
-    LC_FINISH_CANCELLED = 3,    /* cancelled (lc_cancel) */
-    LC_FINISH_TIMEOUT = 4,      /* the daemon's time limit for a request ran out */
-    LC_FINISH_ERROR = 5,        /* failed inside the daemon after it had started */
+    LC_FINISH_STOP = 1,      /* end-of-generation token, or a stop string matched */
+    LC_FINISH_LENGTH = 2,    /* max_tokens generated, or the context is full */
+    LC_FINISH_CANCELLED = 3, /* cancelled (lc_cancel) */
+    LC_FINISH_TIMEOUT = 4,   /* the daemon's time limit for a request ran out */
+    LC_FINISH_ERROR = 5,     /* failed inside the daemon after it had started */
 } lc_finish;
 
 /* "stop", "length", "cancelled", "timeout", "error" or "unknown". */
@@ -178,7 +178,7 @@ enum {
 const char *lc_server_code_name(int server_code);
 
 typedef struct lc_bytes {
-    const char *data;       /* raw bytes (NUL-terminated for convenience) */
+    const char *data; /* raw bytes (NUL-terminated for convenience) */
     size_t len;
 } lc_bytes;
 
@@ -189,44 +189,44 @@ typedef struct lc_top_logprob {
 } lc_top_logprob;
 
 typedef struct lc_token_logprob {
-    float logprob;                  /* of the chosen token */
-    const lc_top_logprob *top;      /* the most likely alternatives, most likely first */
+    float logprob;             /* of the chosen token */
+    const lc_top_logprob *top; /* the most likely alternatives, most likely first */
     size_t n_top;
 } lc_token_logprob;
 
 typedef struct lc_chunk {
-    uint32_t index;                 /* which completion (0..n-1) */
-    const uint32_t *tokens;         /* token ids of this chunk */
+    uint32_t index;         /* which completion (0..n-1) */
+    const uint32_t *tokens; /* token ids of this chunk */
     size_t n_tokens;
-    const char *text;               /* the text they add (UTF-8, may be empty), NUL-terminated */
+    const char *text; /* the text they add (UTF-8, may be empty), NUL-terminated */
     size_t text_len;
     const lc_token_logprob *logprobs; /* NULL, or one per token (see n_logprobs) */
     size_t n_logprobs;
 } lc_chunk;
 
 typedef struct lc_done {
-    uint32_t index;                 /* which completion (0..n-1) finished */
+    uint32_t index; /* which completion (0..n-1) finished */
     lc_finish finish;
-    uint32_t prompt_tokens;         /* tokens in the prompt */
-    uint32_t cached_tokens;         /* of them, taken from the daemon's prefix cache */
+    uint32_t prompt_tokens; /* tokens in the prompt */
+    uint32_t cached_tokens; /* of them, taken from the daemon's prefix cache */
     uint32_t generated_tokens;
-    uint64_t queue_us;              /* receipt -> computing started */
-    uint64_t first_token_us;        /* receipt -> first token sampled (0 if none) */
-    uint64_t total_us;              /* receipt -> finished */
-    uint64_t seed;                  /* the seed it sampled with */
+    uint64_t queue_us;       /* receipt -> computing started */
+    uint64_t first_token_us; /* receipt -> first token sampled (0 if none) */
+    uint64_t total_us;       /* receipt -> finished */
+    uint64_t seed;           /* the seed it sampled with */
 } lc_done;
 
 typedef struct lc_error_info {
-    int code;               /* LC_ERR_SERVER for the daemon's Error, else the connection error */
-    int server_code;        /* LC_SERVER_* when code is LC_ERR_SERVER, else 0 */
+    int code;        /* LC_ERR_SERVER for the daemon's Error, else the connection error */
+    int server_code; /* LC_SERVER_* when code is LC_ERR_SERVER, else 0 */
     const char *message;
 } lc_error_info;
 
 typedef struct lc_model_info {
     const char *name;
     const char *path;
-    const char *architecture;   /* e.g. "llama" */
-    const char *quantization;   /* e.g. "Q8_0" */
+    const char *architecture; /* e.g. "llama" */
+    const char *quantization; /* e.g. "Q8_0" */
     uint64_t parameter_count;
     uint32_t context_length;
     uint32_t vocab_size;
@@ -237,28 +237,28 @@ typedef struct lc_status {
     const char *const *loaded_models;
     size_t n_loaded_models;
     const char *default_model;
-    uint32_t queue_depth;           /* requests waiting */
+    uint32_t queue_depth; /* requests waiting */
     uint32_t running_sequences;
     uint64_t kv_blocks_total;
     uint64_t kv_blocks_used;
-    uint64_t kv_blocks_cached;      /* held only by the prefix cache */
-    uint32_t kv_block_size;         /* tokens per block */
-    double prefix_cache_hit_rate;   /* 0..1 */
-    double tokens_per_second;       /* last 60 s */
+    uint64_t kv_blocks_cached;    /* held only by the prefix cache */
+    uint32_t kv_block_size;       /* tokens per block */
+    double prefix_cache_hit_rate; /* 0..1 */
+    double tokens_per_second;     /* last 60 s */
     uint64_t uptime_seconds;
     uint32_t connections;
-    uint64_t mem_allocated_bytes;   /* jemalloc stats, 0 if not available */
+    uint64_t mem_allocated_bytes; /* jemalloc stats, 0 if not available */
     uint64_t mem_resident_bytes;
 } lc_status;
 
 typedef enum lc_event_type {
-    LC_EVENT_CHUNK = 1,     /* generate: tokens of one completion */
-    LC_EVENT_DONE,          /* generate: one completion finished (final after n of them) */
-    LC_EVENT_ERROR,         /* any request: failed (final) */
-    LC_EVENT_TOKENS,        /* tokenize reply (final) */
-    LC_EVENT_TEXT,          /* detokenize reply (final) */
-    LC_EVENT_STATUS,        /* status reply (final) */
-    LC_EVENT_MODELS,        /* list-models reply (final) */
+    LC_EVENT_CHUNK = 1, /* generate: tokens of one completion */
+    LC_EVENT_DONE,      /* generate: one completion finished (final after n of them) */
+    LC_EVENT_ERROR,     /* any request: failed (final) */
+    LC_EVENT_TOKENS,    /* tokenize reply (final) */
+    LC_EVENT_TEXT,      /* detokenize reply (final) */
+    LC_EVENT_STATUS,    /* status reply (final) */
+    LC_EVENT_MODELS,    /* list-models reply (final) */
 } lc_event_type;
 
 /* What a callback receives. Every pointer in it is valid only during the callback: copy
@@ -266,23 +266,23 @@ typedef enum lc_event_type {
 typedef struct lc_event {
     lc_event_type type;
     uint64_t request_id;
-    bool final;             /* the request is over; its id is no longer in flight */
+    bool final; /* the request is over; its id is no longer in flight */
     union {
-        lc_chunk chunk;                 /* LC_EVENT_CHUNK */
-        lc_done done;                   /* LC_EVENT_DONE */
-        lc_error_info error;            /* LC_EVENT_ERROR */
+        lc_chunk chunk;      /* LC_EVENT_CHUNK */
+        lc_done done;        /* LC_EVENT_DONE */
+        lc_error_info error; /* LC_EVENT_ERROR */
         struct {
             const uint32_t *tokens;
             size_t n_tokens;
-            const lc_bytes *pieces;     /* text of each token (n_pieces of them), or NULL */
+            const lc_bytes *pieces; /* text of each token (n_pieces of them), or NULL */
             size_t n_pieces;
-        } tokens;                       /* LC_EVENT_TOKENS */
-        lc_bytes text;                  /* LC_EVENT_TEXT (raw bytes: usually UTF-8) */
-        const lc_status *status;        /* LC_EVENT_STATUS */
+        } tokens;                /* LC_EVENT_TOKENS */
+        lc_bytes text;           /* LC_EVENT_TEXT (raw bytes: usually UTF-8) */
+        const lc_status *status; /* LC_EVENT_STATUS */
         struct {
             const lc_model_info *models;
             size_t n_models;
-        } models;                       /* LC_EVENT_MODELS */
+        } models; /* LC_EVENT_MODELS */
     } u;
 } lc_event;
 
@@ -291,7 +291,7 @@ typedef void (*lc_callback)(lc_conn *c, const lc_event *ev, void *userdata);
 /* ---- requests ------------------------------------------------------------------------- */
 
 typedef struct lc_chat_message {
-    const char *role;       /* "system", "user" or "assistant" */
+    const char *role; /* "system", "user" or "assistant" */
     const char *content;
 } lc_chat_message;
 
@@ -299,27 +299,27 @@ typedef struct lc_chat_message {
  * values lc_generate_params_init() sets mean "the daemon's default" (which llamad.proto
  * documents: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05, ...). */
 typedef struct lc_generate_params {
-    const char *model;              /* NULL or "": the daemon's default model */
-    const char *prompt;             /* plain text, tokenized by the daemon (BOS added) */
-    const uint32_t *prompt_tokens;  /* or token ids, used exactly as given */
+    const char *model;             /* NULL or "": the daemon's default model */
+    const char *prompt;            /* plain text, tokenized by the daemon (BOS added) */
+    const uint32_t *prompt_tokens; /* or token ids, used exactly as given */
     size_t n_prompt_tokens;
     const lc_chat_message *messages; /* or chat messages (the daemon applies the template) */
     size_t n_messages;
-    uint32_t max_tokens;            /* 0: default */
-    float temperature;              /* < 0: default; 0: greedy */
-    int32_t top_k;                  /* < 0: default; 0: off */
-    float top_p;                    /* < 0: default */
-    float min_p;                    /* < 0: default */
-    float repeat_penalty;           /* < 0: default; 1: off */
-    float presence_penalty;         /* 0: off (the default) */
-    float frequency_penalty;        /* 0: off (the default) */
-    int32_t repeat_last_n;          /* penalty window; < -1: default; -1: whole context */
+    uint32_t max_tokens;     /* 0: default */
+    float temperature;       /* < 0: default; 0: greedy */
+    int32_t top_k;           /* < 0: default; 0: off */
+    float top_p;             /* < 0: default */
+    float min_p;             /* < 0: default */
+    float repeat_penalty;    /* < 0: default; 1: off */
+    float presence_penalty;  /* 0: off (the default) */
+    float frequency_penalty; /* 0: off (the default) */
+    int32_t repeat_last_n;   /* penalty window; < -1: default; -1: whole context */
     uint64_t seed;
-    bool has_seed;                  /* false: the daemon picks a seed */
-    const char *const *stop;        /* stop strings */
+    bool has_seed;           /* false: the daemon picks a seed */
+    const char *const *stop; /* stop strings */
     size_t n_stop;
-    uint32_t logprobs;              /* 0: none; N: chosen token + top N alternatives */
-    uint32_t n;                     /* completions; 0: default (1) */
+    uint32_t logprobs; /* 0: none; N: chosen token + top N alternatives */
+    uint32_t n;        /* completions; 0: default (1) */
 } lc_generate_params;
 
 void lc_generate_params_init(lc_generate_params *p);
@@ -338,8 +338,8 @@ int lc_submit_generate(lc_conn *c, const lc_generate_params *p, lc_callback cb, 
                        uint64_t *ret_id);
 int lc_submit_tokenize(lc_conn *c, const char *model, const char *text, unsigned flags,
                        lc_callback cb, void *userdata, uint64_t *ret_id);
-int lc_submit_detokenize(lc_conn *c, const char *model, const uint32_t *tokens,
-                         size_t n_tokens, lc_callback cb, void *userdata, uint64_t *ret_id);
+int lc_submit_detokenize(lc_conn *c, const char *model, const uint32_t *tokens, size_t n_tokens,
+                         lc_callback cb, void *userdata, uint64_t *ret_id);
 int lc_submit_status(lc_conn *c, lc_callback cb, void *userdata, uint64_t *ret_id);
 int lc_submit_models(lc_conn *c, lc_callback cb, void *userdata, uint64_t *ret_id);
 

@@ -27,7 +27,7 @@ static void sock_path(const char *name)
 }
 
 typedef struct run_result {
-    int code;       /* exit status, or 128 + signal */
+    int code; /* exit status, or 128 + signal */
     char out[65536];
     size_t out_len;
     char err[8192];
@@ -36,8 +36,8 @@ typedef struct run_result {
 
 typedef struct run_opts {
     const char *stdin_data;
-    const char *env[4];         /* extra "NAME=value" entries */
-    const char *sigint_after;   /* send SIGINT once stdout contains this */
+    const char *env[4];       /* extra "NAME=value" entries */
+    const char *sigint_after; /* send SIGINT once stdout contains this */
 } run_opts;
 
 static void append(char *buf, size_t cap, size_t *len, const char *data, size_t n)
@@ -73,7 +73,8 @@ static void run(run_result *r, const run_opts *o, ...)
             continue;
         envp[envc++] = *e;
     }
-    for (int i = 0; i < 4 && o && o->env[i]; i++) envp[envc++] = o->env[i];
+    for (int i = 0; i < 4 && o && o->env[i]; i++)
+        envp[envc++] = o->env[i];
     envp[envc] = NULL;
 
     int in[2], out[2], err[2];
@@ -98,8 +99,8 @@ static void run(run_result *r, const run_opts *o, ...)
     memset(r, 0, sizeof *r);
     bool out_open = true, err_open = true, signalled = false;
     while (out_open || err_open) {
-        struct pollfd p[2] = { { .fd = out_open ? out[0] : -1, .events = POLLIN },
-                               { .fd = err_open ? err[0] : -1, .events = POLLIN } };
+        struct pollfd p[2] = {{.fd = out_open ? out[0] : -1, .events = POLLIN},
+                              {.fd = err_open ? err[0] : -1, .events = POLLIN}};
         int n = poll(p, 2, 20000);
         if (n == 0) {
             kill(pid, SIGKILL);
@@ -135,8 +136,8 @@ static void run(run_result *r, const run_opts *o, ...)
     if (o && o->sigint_after) CHECK_MSG(signalled, "never saw '%s' on stdout", o->sigint_after);
 }
 
-#define EXPECT_CODE(r, want)                                                               \
-    CHECK_MSG((r).code == (want), "exit %d, expected %d\nstdout: %s\nstderr: %s", (r).code, \
+#define EXPECT_CODE(r, want)                                                                       \
+    CHECK_MSG((r).code == (want), "exit %d, expected %d\nstdout: %s\nstderr: %s", (r).code,        \
               (want), (r).out, (r).err)
 
 /* ---- usage: exit 2 -------------------------------------------------------------------- */
@@ -212,14 +213,14 @@ static void test_connect_fails(void)
 
     static char env[300];
     snprintf(env, sizeof env, "LLAMAD_SOCKET=%s/env-absent.sock", tu_tmpdir());
-    run_opts o = { .env = { env } };
+    run_opts o = {.env = {env}};
     run(&r, &o, "status", NULL);
     EXPECT_CODE(r, 3);
     CHECK(strstr(r.err, "env-absent.sock") != NULL);
 
     static char xdg[300];
     snprintf(xdg, sizeof xdg, "XDG_RUNTIME_DIR=%s/xdg", tu_tmpdir());
-    run_opts o2 = { .env = { xdg } };
+    run_opts o2 = {.env = {xdg}};
     run(&r, &o2, "models", NULL);
     EXPECT_CODE(r, 3);
     CHECK_MSG(strstr(r.err, "/xdg/llamad.sock") != NULL, "%s", r.err);
@@ -235,8 +236,8 @@ static void test_connect_fails(void)
 #define TRICKY "q\"uote b\\ack\nnl\ttab \x01\x1f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"
 
 typedef struct gen_script {
-    int mode;               /* 0: stream; 1: error; 2: wait for cancel */
-    const char *want_text;  /* expected text prompt, or NULL */
+    int mode;              /* 0: stream; 1: error; 2: wait for cancel */
+    const char *want_text; /* expected text prompt, or NULL */
     const uint32_t *want_ids;
     size_t n_want_ids;
     bool want_greedy;
@@ -259,7 +260,8 @@ static void script_generate(fs_conn *c, void *ud)
     if (g->want_ids) {
         CHECK(r->prompt_case == LLAMAD__V1__GENERATE_REQUEST__PROMPT_TOKENS);
         CHECK_EQ_INT(r->tokens->n_ids, g->n_want_ids);
-        for (size_t i = 0; i < g->n_want_ids; i++) CHECK_EQ_INT(r->tokens->ids[i], g->want_ids[i]);
+        for (size_t i = 0; i < g->n_want_ids; i++)
+            CHECK_EQ_INT(r->tokens->ids[i], g->want_ids[i]);
     }
     if (g->want_greedy) {
         CHECK(r->has_temperature_case && r->temperature == 0.0f);
@@ -275,16 +277,16 @@ static void script_generate(fs_conn *c, void *ud)
     if (g->mode == 1) {
         fs_error(c, id, LLAMAD__V1__ERROR__CODE__PROMPT_TOO_LONG, "prompt too long: 9000 tokens");
     } else if (g->mode == 2) {
-        fs_chunk(c, id, (const uint32_t[]){ 7 }, 1, "first");
+        fs_chunk(c, id, (const uint32_t[]){7}, 1, "first");
         CM *k = fs_expect(c, LLAMAD__V1__CLIENT_MESSAGE__BODY_CANCEL);
         g->cancel_target = k->cancel->target_request_id;
         g->got_cancel = true;
         proto_client_free(k);
         fs_done(c, id, LLAMAD__V1__GENERATE_DONE__FINISH_REASON__CANCELLED, 3, 1);
     } else {
-        fs_chunk(c, id, (const uint32_t[]){ 1, 450 }, 2, "Hello");
+        fs_chunk(c, id, (const uint32_t[]){1, 450}, 2, "Hello");
         fs_chunk(c, id, NULL, 0, "");
-        fs_chunk(c, id, (const uint32_t[]){ 4996 }, 1, TRICKY);
+        fs_chunk(c, id, (const uint32_t[]){4996}, 1, TRICKY);
         fs_done(c, id, LLAMAD__V1__GENERATE_DONE__FINISH_REASON__STOP, 4, 3);
     }
     fs_wait_eof(c);
@@ -294,11 +296,10 @@ static void test_generate_json(void)
 {
     static run_result r;
     sock_path("json.sock");
-    gen_script g = { .want_text = "Hello", .want_greedy = true };
+    gen_script g = {.want_text = "Hello", .want_greedy = true};
     fs_server *srv = fs_start(g_sock, 1, script_generate, &g);
-    run(&r, NULL, "--socket", g_sock, "generate", "Hello", "--json", "-m", "tiny",
-        "--temperature", "0", "-n", "16", "--top-k", "5", "--seed", "1234", "--stop", "\n\n",
-        "--stop", "END", NULL);
+    run(&r, NULL, "--socket", g_sock, "generate", "Hello", "--json", "-m", "tiny", "--temperature",
+        "0", "-n", "16", "--top-k", "5", "--seed", "1234", "--stop", "\n\n", "--stop", "END", NULL);
     fs_stop(srv);
     EXPECT_CODE(r, 0);
     /* one JSON object per line: 3 chunks, then the final one */
@@ -352,11 +353,11 @@ static void test_generate_text_env_socket(void)
 {
     static run_result r;
     sock_path("text.sock");
-    gen_script g = { .want_text = "Hi there" };
+    gen_script g = {.want_text = "Hi there"};
     fs_server *srv = fs_start(g_sock, 1, script_generate, &g);
     static char env[600];
     snprintf(env, sizeof env, "LLAMAD_SOCKET=%s", g_sock);
-    run_opts o = { .env = { env } };
+    run_opts o = {.env = {env}};
     run(&r, &o, "generate", "Hi there", NULL);
     fs_stop(srv);
     EXPECT_CODE(r, 0);
@@ -372,9 +373,9 @@ static void test_generate_xdg_stdin(void)
     CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST);
     snprintf(g_sock, sizeof g_sock, "%s/llamad.sock", dir);
     snprintf(env, sizeof env, "XDG_RUNTIME_DIR=%s", dir);
-    gen_script g = { .want_text = "from stdin\nsecond line\n" };
+    gen_script g = {.want_text = "from stdin\nsecond line\n"};
     fs_server *srv = fs_start(g_sock, 1, script_generate, &g);
-    run_opts o = { .env = { env }, .stdin_data = "from stdin\nsecond line\n" };
+    run_opts o = {.env = {env}, .stdin_data = "from stdin\nsecond line\n"};
     run(&r, &o, "generate", "-", NULL);
     fs_stop(srv);
     EXPECT_CODE(r, 0);
@@ -385,8 +386,8 @@ static void test_generate_ids(void)
 {
     static run_result r;
     sock_path("ids.sock");
-    static const uint32_t ids[] = { 1, 450, 4996, 0 };
-    gen_script g = { .want_ids = ids, .n_want_ids = 4 };
+    static const uint32_t ids[] = {1, 450, 4996, 0};
+    gen_script g = {.want_ids = ids, .n_want_ids = 4};
     fs_server *srv = fs_start(g_sock, 1, script_generate, &g);
     run(&r, NULL, "--socket", g_sock, "generate", "--ids", "1,450, 4996,0", NULL);
     fs_stop(srv);
@@ -397,7 +398,7 @@ static void test_generate_error(void)
 {
     static run_result r;
     sock_path("err.sock");
-    gen_script g = { .mode = 1 };
+    gen_script g = {.mode = 1};
     fs_server *srv = fs_start(g_sock, 1, script_generate, &g);
     run(&r, NULL, "--socket", g_sock, "generate", "x", NULL);
     fs_stop(srv);
@@ -409,9 +410,9 @@ static void test_sigint_cancels(void)
 {
     static run_result r;
     sock_path("sigint.sock");
-    gen_script g = { .mode = 2 };
+    gen_script g = {.mode = 2};
     fs_server *srv = fs_start(g_sock, 1, script_generate, &g);
-    run_opts o = { .sigint_after = "first" };
+    run_opts o = {.sigint_after = "first"};
     run(&r, &o, "--socket", g_sock, "generate", "--json", "x", NULL);
     fs_stop(srv);
     /* documented: the request is cancelled cleanly, then exit 130 */
@@ -434,11 +435,11 @@ static void script_info(fs_conn *c, void *ud)
     r.request_id = m->request_id;
     Llamad__V1__StatusReply st = LLAMAD__V1__STATUS_REPLY__INIT;
     Llamad__V1__ModelInfo mi = LLAMAD__V1__MODEL_INFO__INIT;
-    Llamad__V1__ModelInfo *mip[1] = { &mi };
+    Llamad__V1__ModelInfo *mip[1] = {&mi};
     Llamad__V1__ModelList ml = LLAMAD__V1__MODEL_LIST__INIT;
     Llamad__V1__TokenizeReply tr = LLAMAD__V1__TOKENIZE_REPLY__INIT;
-    uint32_t ids[] = { 1, 15043 };
-    char *loaded[] = { "tiny" };
+    uint32_t ids[] = {1, 15043};
+    char *loaded[] = {"tiny"};
     switch (m->body_case) {
     case LLAMAD__V1__CLIENT_MESSAGE__BODY_STATUS:
         st.n_loaded_models = 1;
@@ -540,8 +541,8 @@ static void script_chat(fs_conn *c, void *ud)
     CHECK(strcmp(ch->messages[0]->content, "Be terse.") == 0);
     CHECK(strcmp(ch->messages[1]->role, "user") == 0);
     CHECK(strcmp(ch->messages[1]->content, "hi") == 0);
-    fs_chunk(c, m->request_id, (const uint32_t[]){ 5 }, 1, "Hel");
-    fs_chunk(c, m->request_id, (const uint32_t[]){ 6 }, 1, "lo!");
+    fs_chunk(c, m->request_id, (const uint32_t[]){5}, 1, "Hel");
+    fs_chunk(c, m->request_id, (const uint32_t[]){6}, 1, "lo!");
     fs_done(c, m->request_id, LLAMAD__V1__GENERATE_DONE__FINISH_REASON__STOP, 9, 2);
     proto_client_free(m);
 
@@ -551,7 +552,7 @@ static void script_chat(fs_conn *c, void *ud)
     CHECK(strcmp(ch->messages[2]->role, "assistant") == 0);
     CHECK(strcmp(ch->messages[2]->content, "Hello!") == 0);
     CHECK(strcmp(ch->messages[3]->content, "how are you?") == 0);
-    fs_chunk(c, m->request_id, (const uint32_t[]){ 7 }, 1, "Fine.");
+    fs_chunk(c, m->request_id, (const uint32_t[]){7}, 1, "Fine.");
     fs_done(c, m->request_id, LLAMAD__V1__GENERATE_DONE__FINISH_REASON__STOP, 20, 1);
     proto_client_free(m);
     fs_wait_eof(c);
@@ -562,7 +563,7 @@ static void test_chat(void)
     static run_result r;
     sock_path("chat.sock");
     fs_server *srv = fs_start(g_sock, 1, script_chat, NULL);
-    run_opts o = { .stdin_data = "hi\n\nhow are you?\n" };
+    run_opts o = {.stdin_data = "hi\n\nhow are you?\n"};
     run(&r, &o, "--socket", g_sock, "chat", "--system", "Be terse.", "--temperature", "0", NULL);
     fs_stop(srv);
     EXPECT_CODE(r, 0);

@@ -23,7 +23,7 @@ static void sock_path(const char *name)
 
 static lc_conn *connect_to(const char *path, uint32_t max_frame)
 {
-    lc_options opt = { .socket_path = path, .max_frame_bytes = max_frame, .timeout_ms = 20000 };
+    lc_options opt = {.socket_path = path, .max_frame_bytes = max_frame, .timeout_ms = 20000};
     lc_conn *c = lc_conn_new(&opt);
     CHECK(c != NULL);
     int rc = lc_conn_connect(c);
@@ -115,7 +115,7 @@ static void test_connect_fails(void)
 {
     sock_path("nobody.sock");
     unlink(g_sock);
-    lc_options opt = { .socket_path = g_sock };
+    lc_options opt = {.socket_path = g_sock};
     lc_conn *c = lc_conn_new(&opt);
     CHECK(c != NULL);
     CHECK_EQ_INT(lc_conn_connect(c), -ENOENT);
@@ -148,8 +148,8 @@ static void script_stream(fs_conn *c, void *ud)
     CHECK(strcmp(g->stop[0], "\n\n") == 0 && strcmp(g->stop[1], "The end") == 0);
     uint64_t id = m->request_id;
     proto_client_free(m);
-    fs_chunk(c, id, (const uint32_t[]){ 11 }, 1, " there");
-    fs_chunk(c, id, (const uint32_t[]){ 12, 13 }, 2, " was\n");
+    fs_chunk(c, id, (const uint32_t[]){11}, 1, " there");
+    fs_chunk(c, id, (const uint32_t[]){12, 13}, 2, " was\n");
     fs_chunk(c, id, NULL, 0, ""); /* text held back: empty chunk */
     fs_done(c, id, LLAMAD__V1__GENERATE_DONE__FINISH_REASON__LENGTH, 5, 3);
     CHECK(fs_wait_eof(c));
@@ -163,7 +163,7 @@ static void test_stream(void)
     CHECK(strcmp(lc_conn_server_version(c), "0.1.0-fake") == 0);
     lc_generate_params p;
     lc_generate_params_init(&p);
-    const char *stops[] = { "\n\n", "The end" };
+    const char *stops[] = {"\n\n", "The end"};
     p.model = "tiny";
     p.prompt = "Once upon a time";
     p.temperature = 0.0f;
@@ -172,7 +172,7 @@ static void test_stream(void)
     p.has_seed = true;
     p.stop = stops;
     p.n_stop = 2;
-    seen s = { 0 };
+    seen s = {0};
     lc_done d;
     memset(&d, 0xff, sizeof d);
     CHECK_EQ_INT(lc_generate(c, &p, record, &s, &d), 0);
@@ -211,12 +211,12 @@ static void script_multi(fs_conn *c, void *ud)
     CHECK(strcmp(t->tokenize->text, "hello") == 0);
     CHECK(t->tokenize->has_add_special_case == 0); /* default: add special tokens */
     /* interleaved replies, in an order unlike the requests' */
-    fs_chunk(c, b->request_id, (const uint32_t[]){ 2 }, 1, "b1");
-    fs_chunk(c, a->request_id, (const uint32_t[]){ 1 }, 1, "a1");
+    fs_chunk(c, b->request_id, (const uint32_t[]){2}, 1, "b1");
+    fs_chunk(c, a->request_id, (const uint32_t[]){1}, 1, "a1");
     Llamad__V1__TokenizeReply tr = LLAMAD__V1__TOKENIZE_REPLY__INIT;
-    uint32_t ids[] = { 1, 22, 333 };
-    ProtobufCBinaryData pieces[] = { { 3, (uint8_t *)"<s>" }, { 2, (uint8_t *)"he" },
-                                     { 3, (uint8_t *)"llo" } };
+    uint32_t ids[] = {1, 22, 333};
+    ProtobufCBinaryData pieces[] = {
+        {3, (uint8_t *)"<s>"}, {2, (uint8_t *)"he"}, {3, (uint8_t *)"llo"}};
     tr.n_token_ids = 3;
     tr.token_ids = ids;
     tr.n_pieces = 3;
@@ -227,7 +227,7 @@ static void script_multi(fs_conn *c, void *ud)
     r.tokenize = &tr;
     fs_send(c, &r);
     fs_done(c, b->request_id, LLAMAD__V1__GENERATE_DONE__FINISH_REASON__STOP, 2, 1);
-    fs_chunk(c, a->request_id, (const uint32_t[]){ 3 }, 1, "a2");
+    fs_chunk(c, a->request_id, (const uint32_t[]){3}, 1, "a2");
     fs_done(c, a->request_id, LLAMAD__V1__GENERATE_DONE__FINISH_REASON__LENGTH, 2, 2);
     proto_client_free(a);
     proto_client_free(b);
@@ -269,8 +269,8 @@ static void test_multi(void)
     lc_generate_params_init(&pb);
     pa.prompt = "A";
     pb.prompt = "B";
-    seen sa = { 0 }, sb = { 0 };
-    tok_seen st = { 0 };
+    seen sa = {0}, sb = {0};
+    tok_seen st = {0};
     uint64_t ia, ib, it;
     CHECK_EQ_INT(lc_submit_generate(c, &pa, record, &sa, &ia), 0);
     CHECK_EQ_INT(lc_submit_generate(c, &pb, record, &sb, &ib), 0);
@@ -335,7 +335,7 @@ static void test_error(void)
     lc_generate_params_init(&p);
     p.prompt = "x";
     p.model = "nope";
-    seen s = { 0 };
+    seen s = {0};
     CHECK_EQ_INT(lc_generate(c, &p, record, &s, NULL), LC_ERR_SERVER);
     CHECK(strstr(lc_conn_error(c), "no model named 'nope'") != NULL);
     CHECK_EQ_INT(s.n_error, 1);
@@ -345,7 +345,7 @@ static void test_error(void)
     CHECK(strstr(s.err_msg, "no model named") != NULL);
     char *text = NULL;
     size_t len = 0;
-    CHECK_EQ_INT(lc_detokenize(c, NULL, (const uint32_t[]){ 5, 6 }, 2, &text, &len), 0);
+    CHECK_EQ_INT(lc_detokenize(c, NULL, (const uint32_t[]){5, 6}, 2, &text, &len), 0);
     CHECK_EQ_INT(len, 3);
     CHECK(memcmp(text, "hi\xff", 4) == 0);
     free(text);
@@ -353,7 +353,7 @@ static void test_error(void)
     lc_generate_params_init(&p);
     CHECK_EQ_INT(lc_submit_generate(c, &p, NULL, NULL, NULL), LC_ERR_INVAL); /* no prompt */
     p.prompt = "x";
-    p.messages = (const lc_chat_message[]){ { "user", "y" } };
+    p.messages = (const lc_chat_message[]){{"user", "y"}};
     p.n_messages = 1;
     CHECK_EQ_INT(lc_submit_generate(c, &p, NULL, NULL, NULL), LC_ERR_INVAL); /* two prompts */
     CHECK_EQ_INT(lc_cancel(c, 999), LC_ERR_NOENT);
@@ -370,7 +370,7 @@ static void script_close(fs_conn *c, void *ud)
     fs_hello(c);
     CM *m2 = fs_expect(c, LLAMAD__V1__CLIENT_MESSAGE__BODY_STATUS);
     CM *m = fs_expect(c, LLAMAD__V1__CLIENT_MESSAGE__BODY_GENERATE);
-    fs_chunk(c, m->request_id, (const uint32_t[]){ 9 }, 1, "partial");
+    fs_chunk(c, m->request_id, (const uint32_t[]){9}, 1, "partial");
     /* half a frame, then the connection closes */
     fs_send_raw(c, "\x10\x00\x00\x00\x08", 5);
     proto_client_free(m);
@@ -385,7 +385,7 @@ static void test_close_midstream(void)
     lc_generate_params p;
     lc_generate_params_init(&p);
     p.prompt = "x";
-    seen s = { 0 }, s2 = { 0 };
+    seen s = {0}, s2 = {0};
     uint64_t id2;
     CHECK_EQ_INT(lc_submit_status(c, record, &s2, &id2), 0);
     CHECK_EQ_INT(lc_generate(c, &p, record, &s, NULL), LC_ERR_CLOSED);
@@ -410,7 +410,7 @@ static void script_toobig(fs_conn *c, void *ud)
     (void)ud;
     fs_hello(c);
     CM *m = fs_expect(c, LLAMAD__V1__CLIENT_MESSAGE__BODY_GENERATE);
-    fs_chunk(c, m->request_id, (const uint32_t[]){ 1 }, 1, "ok");
+    fs_chunk(c, m->request_id, (const uint32_t[]){1}, 1, "ok");
     /* announces 1 MiB: over the client's 4 KiB limit (nothing else needs to follow) */
     fs_send_raw(c, "\x00\x00\x10\x00", 4);
     proto_client_free(m);
@@ -435,12 +435,12 @@ static void test_toobig_and_garbage(void)
     lc_generate_params p;
     lc_generate_params_init(&p);
     p.prompt = "x";
-    seen s = { 0 };
+    seen s = {0};
     CHECK_EQ_INT(lc_generate(c, &p, record, &s, NULL), LC_ERR_TOOBIG);
     CHECK(strcmp(s.text, "ok") == 0);
     CHECK_EQ_INT(s.err_code, LC_ERR_TOOBIG);
-    CHECK_MSG(strstr(lc_conn_error(c), "1048576") != NULL && strstr(lc_conn_error(c), "4096"),
-              "%s", lc_conn_error(c));
+    CHECK_MSG(strstr(lc_conn_error(c), "1048576") != NULL && strstr(lc_conn_error(c), "4096"), "%s",
+              lc_conn_error(c));
     lc_conn_free(c);
     fs_stop(srv);
 
@@ -470,7 +470,7 @@ static void test_hello_refused(void)
 {
     sock_path("refuse.sock");
     fs_server *srv = fs_start(g_sock, 1, script_refuse, NULL);
-    lc_options opt = { .socket_path = g_sock, .timeout_ms = 20000 };
+    lc_options opt = {.socket_path = g_sock, .timeout_ms = 20000};
     lc_conn *c = lc_conn_new(&opt);
     CHECK(c != NULL);
     CHECK_EQ_INT(lc_conn_connect(c), LC_ERR_PROTO);
@@ -499,7 +499,7 @@ static void script_cancel(fs_conn *c, void *ud)
     CHECK(strcmp(chat->messages[1]->content, "hi") == 0);
     uint64_t id = m->request_id;
     proto_client_free(m);
-    fs_chunk(c, id, (const uint32_t[]){ 100 }, 1, "Hel");
+    fs_chunk(c, id, (const uint32_t[]){100}, 1, "Hel");
     CM *k = fs_expect(c, LLAMAD__V1__CLIENT_MESSAGE__BODY_CANCEL);
     cs->target = k->cancel->target_request_id;
     cs->got_cancel = 1;
@@ -529,7 +529,7 @@ static void cancel_on_chunk(lc_conn *c, const lc_event *ev, void *ud)
 static void test_fd_api_and_cancel(void)
 {
     sock_path("cancel.sock");
-    cancel_state cs = { 0 };
+    cancel_state cs = {0};
     fs_server *srv = fs_start(g_sock, 1, script_cancel, &cs);
     lc_conn *c = connect_to(g_sock, 0);
     int fd = lc_conn_fd(c);
@@ -539,17 +539,17 @@ static void test_fd_api_and_cancel(void)
     CHECK(!lc_conn_want_write(c));
     lc_generate_params p;
     lc_generate_params_init(&p);
-    lc_chat_message msgs[] = { { "system", "Be brief." }, { "user", "hi" } };
+    lc_chat_message msgs[] = {{"system", "Be brief."}, {"user", "hi"}};
     p.messages = msgs;
     p.n_messages = 2;
-    seen s = { 0 };
+    seen s = {0};
     uint64_t id;
     CHECK_EQ_INT(lc_submit_generate(c, &p, cancel_on_chunk, &s, &id), 0);
     CHECK(lc_conn_want_write(c)); /* queued, not yet written */
     int loops = 0;
     while (lc_conn_in_flight(c) > 0) {
         CHECK(loops++ < 10000);
-        struct pollfd pfd = { .fd = fd, .events = POLLIN | (lc_conn_want_write(c) ? POLLOUT : 0) };
+        struct pollfd pfd = {.fd = fd, .events = POLLIN | (lc_conn_want_write(c) ? POLLOUT : 0)};
         int n = poll(&pfd, 1, 20000);
         CHECK_MSG(n == 1, "poll: nothing within 20 s");
         if (pfd.revents & POLLOUT) CHECK_EQ_INT(lc_conn_flush(c), 0);
@@ -574,7 +574,7 @@ static void script_info(fs_conn *c, void *ud)
     fs_hello(c);
     CM *m = fs_expect(c, LLAMAD__V1__CLIENT_MESSAGE__BODY_STATUS);
     Llamad__V1__StatusReply st = LLAMAD__V1__STATUS_REPLY__INIT;
-    char *loaded[] = { "tiny", "big" };
+    char *loaded[] = {"tiny", "big"};
     st.n_loaded_models = 2;
     st.loaded_models = loaded;
     st.default_model = "tiny";
@@ -597,7 +597,7 @@ static void script_info(fs_conn *c, void *ud)
     proto_client_free(m);
 
     m = fs_expect(c, LLAMAD__V1__CLIENT_MESSAGE__BODY_LIST_MODELS);
-    Llamad__V1__ModelInfo mi[2] = { LLAMAD__V1__MODEL_INFO__INIT, LLAMAD__V1__MODEL_INFO__INIT };
+    Llamad__V1__ModelInfo mi[2] = {LLAMAD__V1__MODEL_INFO__INIT, LLAMAD__V1__MODEL_INFO__INIT};
     mi[0].name = "tiny";
     mi[0].path = "/m/tiny.gguf";
     mi[0].architecture = "llama";
@@ -608,7 +608,7 @@ static void script_info(fs_conn *c, void *ud)
     mi[1].name = "big";
     mi[1].path = "/m/big.gguf";
     mi[1].parameter_count = 1000000;
-    Llamad__V1__ModelInfo *mip[2] = { &mi[0], &mi[1] };
+    Llamad__V1__ModelInfo *mip[2] = {&mi[0], &mi[1]};
     Llamad__V1__ModelList ml = LLAMAD__V1__MODEL_LIST__INIT;
     ml.n_models = 2;
     ml.models = mip;

@@ -24,12 +24,12 @@ static void *server_main(void *arg)
 {
     fs_server *s = arg;
     for (int i = 0; i < s->n_conns; i++) {
-        struct pollfd p = { .fd = s->lfd, .events = POLLIN };
+        struct pollfd p = {.fd = s->lfd, .events = POLLIN};
         int n = poll(&p, 1, FS_TIMEOUT_MS);
         CHECK_MSG(n == 1, "fake server: no client connected within %d ms", FS_TIMEOUT_MS);
         int fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
         CHECK_MSG(fd >= 0, "fake server: accept: %s", strerror(errno));
-        fs_conn c = { .fd = fd };
+        fs_conn c = {.fd = fd};
         proto_decoder_init(&c.dec, 0);
         s->script(&c, s->ud);
         proto_decoder_free(&c.dec);
@@ -48,7 +48,7 @@ fs_server *fs_start(const char *path, int n_conns, fs_script script, void *ud)
     unlink(path);
     s->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(s->lfd >= 0);
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
     CHECK(strlen(path) < sizeof sa.sun_path);
     strcpy(sa.sun_path, path);
     CHECK_MSG(bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) == 0, "bind %s: %s", path,
@@ -80,7 +80,7 @@ int fs_recv(fs_conn *c, Llamad__V1__ClientMessage **ret_msg)
                 return 0;
             }
         }
-        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+        struct pollfd p = {.fd = c->fd, .events = POLLIN};
         int n = poll(&p, 1, FS_TIMEOUT_MS);
         CHECK_MSG(n == 1, "fake server: nothing from the client within %d ms", FS_TIMEOUT_MS);
         ssize_t got = read(c->fd, c->buf, sizeof c->buf);

@@ -16,11 +16,15 @@ static void touch(const void *p, size_t n)
 {
     const unsigned char *b = p;
     unsigned s = 0;
-    for (size_t i = 0; i < n; i++) s += b[i];
+    for (size_t i = 0; i < n; i++)
+        s += b[i];
     g_sink += s;
 }
 
-static void touch_str(const char *s) { touch(s, strlen(s)); }
+static void touch_str(const char *s)
+{
+    touch(s, strlen(s));
+}
 
 static void on_event(lc_conn *c, const lc_event *ev, void *ud)
 {
@@ -31,7 +35,8 @@ static void on_event(lc_conn *c, const lc_event *ev, void *ud)
         touch(ev->u.chunk.text, ev->u.chunk.text_len);
         for (size_t i = 0; i < ev->u.chunk.n_logprobs; i++) {
             const lc_token_logprob *lp = &ev->u.chunk.logprobs[i];
-            for (size_t k = 0; k < lp->n_top; k++) touch(lp->top[k].text.data, lp->top[k].text.len);
+            for (size_t k = 0; k < lp->n_top; k++)
+                touch(lp->top[k].text.data, lp->top[k].text.len);
         }
         /* a callback may cancel and submit */
         lc_cancel(c, ev->request_id);
@@ -75,7 +80,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > (1u << 18)) return 0;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return 0;
-    lc_options opt = { .socket_path = "/fuzz.sock", .max_frame_bytes = 65536 };
+    lc_options opt = {.socket_path = "/fuzz.sock", .max_frame_bytes = 65536};
     lc_conn *c = lc_conn_new(&opt);
     if (c == NULL || llamactl_testing_adopt_fd(c, sv[0]) != 0) abort();
 
@@ -87,8 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.logprobs = 2;
     if (lc_submit_generate(c, &p, on_event, NULL, NULL) != 0) abort();
     if (lc_submit_tokenize(c, NULL, "x", 0, on_event, NULL, NULL) != 0) abort();
-    if (lc_submit_detokenize(c, NULL, (const uint32_t[]){ 1 }, 1, on_event, NULL, NULL) != 0)
-        abort();
+    if (lc_submit_detokenize(c, NULL, (const uint32_t[]){1}, 1, on_event, NULL, NULL) != 0) abort();
     if (lc_submit_status(c, on_event, NULL, NULL) != 0) abort();
     if (lc_submit_models(c, on_event, NULL, NULL) != 0) abort();
     lc_conn_flush(c);
@@ -101,7 +105,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = lc_conn_process(c);
     }
     shutdown(sv[1], SHUT_WR);
-    for (int rounds = 0; rc == 0 && rounds < 10000; rounds++) rc = lc_conn_process(c);
+    for (int rounds = 0; rc == 0 && rounds < 10000; rounds++)
+        rc = lc_conn_process(c);
     if (rc == 0) abort(); /* the stream ended: the connection must have failed by now */
     if (lc_conn_in_flight(c) != 0) abort(); /* every request got its final event */
     lc_conn_free(c);
