@@ -87,8 +87,11 @@ static void print_done_json(const lc_done *d)
     jw_uint(&w, d->cached_tokens);
     jw_key(&w, "generated_tokens");
     jw_uint(&w, d->generated_tokens);
+    /* a string: the daemon's seeds use all 64 bits, beyond what many JSON readers take */
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)d->seed);
     jw_key(&w, "seed");
-    jw_uint(&w, d->seed);
+    jw_cstr(&w, seed);
     jw_key(&w, "timings");
     jw_obj_begin(&w);
     jw_key(&w, "queue_ms");

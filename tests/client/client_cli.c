@@ -218,6 +218,7 @@ static void test_generate_json(void)
             CHECK(strcmp(json_string_value(json_object_get(j, "finish_reason")), "stop") == 0);
             CHECK_EQ_INT(json_integer_value(json_object_get(j, "prompt_tokens")), 4);
             CHECK_EQ_INT(json_integer_value(json_object_get(j, "generated_tokens")), 3);
+            CHECK(strcmp(json_string_value(json_object_get(j, "seed")), "42") == 0);
             json_t *t = json_object_get(j, "timings");
             CHECK(json_is_object(t));
             CHECK(json_number_value(json_object_get(t, "total_ms")) == 120.0);

@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +21,16 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* Whatever way the test ends (tu_fail exits), the daemon goes with it. */
+static void kill_daemon(void)
+{
+    if (g_daemon > 0) {
+        kill(g_daemon, SIGKILL);
+        waitpid(g_daemon, NULL, 0);
+        g_daemon = 0;
+    }
 }
 
 static void start_daemon(const char *llamad)
@@ -33,11 +45,13 @@ static void start_daemon(const char *llamad)
     g_daemon = fork();
     CHECK(g_daemon >= 0);
     if (g_daemon == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         execl(llamad, llamad, "--config", conf, "--socket", g_sock, "--model", model,
               "--kv-cache-mib", "16", "--threads", "1", "--max-tokens", "4096", "--log-level",
               "warn", (char *)NULL);
         _exit(127);
     }
+    atexit(kill_daemon);
     /* ready when it answers Hello (bounded: 30 s) */
     for (int i = 0; i < 3000; i++) {
         int st;
@@ -58,6 +72,7 @@ static void stop_daemon(void)
     CHECK(kill(g_daemon, SIGTERM) == 0);
     int st;
     CHECK(waitpid(g_daemon, &st, 0) == g_daemon);
+    g_daemon = 0;
     CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "llamad ended with status %d", st);
 }
 
