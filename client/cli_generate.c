@@ -549,7 +549,9 @@ int cmd_chat(int argc, char **argv)
         o.p.messages = h.msgs;
         o.p.n_messages = h.n;
         int gec = run_generate(c, &o.p, &st);
-        if (st.reply_len == 0 || st.reply[st.reply_len - 1] != '\n') fputc('\n', stdout);
+        if (gec == EXIT_OK ? st.reply_len == 0 || st.reply[st.reply_len - 1] != '\n'
+                           : st.reply_len > 0 && st.reply[st.reply_len - 1] != '\n')
+            fputc('\n', stdout);
         fflush(stdout);
         if (gec == EXIT_INTERRUPTED && tty_in && cli_sigint == 1) {
             /* Ctrl-C at a terminal cancels this reply only; the turn is forgotten. */

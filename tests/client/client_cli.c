@@ -455,6 +455,20 @@ static void test_chat(void)
     CHECK_MSG(strcmp(r.out, "Hello!\nFine.\n") == 0, "stdout [%s]", r.out);
 }
 
+static void test_chat_error(void)
+{
+    static run_result r;
+    sock_path("chaterr.sock");
+    gen_script g = {.mode = 1};
+    fs_server *srv = fs_start(g_sock, 1, script_generate, &g);
+    run_opts o = {.stdin_data = "hi\n"};
+    run(&r, &o, "--socket", g_sock, "chat", NULL);
+    fs_stop(srv);
+    EXPECT_CODE(r, 1);
+    CHECK_EQ_INT(r.out_len, 0);
+    CHECK(strstr(r.err, "prompt too long") != NULL);
+}
+
 int main(int argc, char **argv)
 {
     CHECK_MSG(argc == 2, "usage: client_cli PATH-TO-LLAMACTL");
@@ -470,6 +484,7 @@ int main(int argc, char **argv)
     test_sigint_cancels();
     test_info_json();
     test_chat();
+    test_chat_error();
     printf("client_cli: ok\n");
     return 0;
 }
