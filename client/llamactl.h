@@ -87,7 +87,7 @@ typedef struct lc_conn lc_conn;
 
 typedef struct lc_options {
     const char *socket_path;  /* NULL: resolved as lc_socket_path(NULL) */
-    const char *client_name;  /* sent in Hello; NULL: "libllamactl" */
+    const char *client_name;  /* sent in Hello; NULL: "libllamactl/VERSION" */
     uint32_t max_frame_bytes; /* largest frame payload accepted from the daemon; 0: 4 MiB */
     int timeout_ms;           /* bound on connect + Hello; 0: 10 s; < 0: none */
 } lc_options;
@@ -127,7 +127,9 @@ bool lc_conn_want_write(const lc_conn *c);
 /* Reads whatever is readable now (never blocks), decodes the frames and runs the
  * callbacks. Returns 0, or a negative code when the connection failed (then every request
  * in flight has already received an LC_EVENT_ERROR with that code, and the connection is
- * unusable). Call it when the fd is readable; calling it when nothing is there is harmless. */
+ * unusable). Call it when the fd is readable; calling it when nothing is there is harmless.
+ * It reads at most about 1 MiB per call, so that one busy connection cannot starve the
+ * loop: poll level-triggered (poll(2), or epoll without EPOLLET). */
 int lc_conn_process(lc_conn *c);
 
 /* Writes as much pending output as the socket takes now (never blocks). Returns 0 (output
