@@ -98,7 +98,8 @@ lc_conn *lc_conn_new(const lc_options *opt);
 
 /* Connects to the daemon and exchanges Hello (blocking, bounded by opt->timeout_ms).
  * On failure the message (lc_conn_error) names the socket path tried; the object may be
- * freed or connected again. The socket is then non-blocking and close-on-exec. */
+ * freed or connected again (connecting again drops any requests still in flight, without
+ * callbacks). The socket is non-blocking and close-on-exec. */
 int lc_conn_connect(lc_conn *c);
 
 /* Closes the connection and frees everything. Requests still in flight are dropped
