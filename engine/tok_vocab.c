@@ -542,6 +542,7 @@ static int build_pieces(tok_vocab *v)
 
 int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **ret, eng_error *err)
 {
+    eng_error_clear(err);
     if (d->model != TOK_MODEL_SPM && d->model != TOK_MODEL_BPE)
         return eng_error_set(err, -EINVAL, "tokenizer model %d is not SPM or BPE", d->model);
     if (d->n_tokens == 0 || d->tokens == NULL)
@@ -632,8 +633,9 @@ fail:
     }
     tok_free(v);
     if (err != NULL && err->code == 0)
-        eng_error_set(err, rc, "building the tokenizer failed (%s)", rc == -ENOMEM ? "out of memory" : "error");
-    else if (err != NULL && err->code != rc)
+        eng_error_set(err, rc, "building the tokenizer failed: %s",
+                      rc == -ENOMEM ? "out of memory" : rc == -E2BIG ? "too large" : "invalid vocabulary");
+    else if (err != NULL)
         err->code = rc;
     return rc;
 }
