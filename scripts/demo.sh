@@ -28,5 +28,9 @@ for _ in $(seq 1 100); do
   kill -0 "$pid" 2>/dev/null || { echo "demo: llamad exited early" >&2; exit 1; }
   sleep 0.1
 done
-"$llamactl" --socket "$sock" generate -n 200 --temperature 0.8 --seed 42 "$prompt"
+# The prompt, then the story as it streams. This model sometimes spells its end marker out of
+# ordinary tokens, so the marker is also a stop string.
+printf '%s' "$prompt"
+"$llamactl" --socket "$sock" generate -n 256 --temperature 0.8 --seed 42 \
+  --stop '<|end_story|>' "$prompt"
 echo
