@@ -38,6 +38,8 @@ typedef struct seq {
     int n_ctx;
     int cached_tokens; /* from the prefix cache at first admission */
     int preemptions;
+    int index;         /* completion index */
+    uint64_t seed;
     bool ever_admitted;
     bool cancelled;    /* explicit cancel: DONE(cancelled) */
     bool silent;       /* connection gone: no events */
@@ -87,6 +89,8 @@ struct sched {
     seq **entry_seq;
     int64_t prefix_lookup, prefix_hit;
     uint64_t paused_conns[256];
+    int last_error_rc;
+    char last_error[300];
     int n_paused_conns;
 
     /* stats, under stats_lock */
@@ -109,7 +113,7 @@ const char *sched_err_name(enum sched_err e)
     case SCHED_ERR_NONE: return "none";
     case SCHED_ERR_INVALID: return "invalid";
     case SCHED_ERR_OVERLOADED: return "overloaded";
-    case SCHED_ERR_TOO_LARGE: return "too large";
+    case SCHED_ERR_PROMPT_TOO_LONG: return "prompt too long";
     case SCHED_ERR_INTERNAL: return "internal";
     case SCHED_ERR_SHUTTING_DOWN: return "shutting down";
     case SCHED_ERR_UNAVAILABLE: return "unavailable";
@@ -125,6 +129,7 @@ const char *sched_finish_name(enum sched_finish f)
     case SCHED_FINISH_CANCELLED: return "cancelled";
     case SCHED_FINISH_TIMEOUT: return "timeout";
     case SCHED_FINISH_CONTEXT: return "context";
+    case SCHED_FINISH_ERROR: return "error";
     }
     return "?";
 }
@@ -137,7 +142,9 @@ sched_job *sched_job_new(void)
     if (j == NULL) return NULL;
     j->sampling.top_p = 1.0f;
     j->sampling.repeat_penalty = 1.0f;
-    j->add_bos = true;
+    j->add_special = true;
+    j->add_generation_prompt = true;
+    j->n_completions = 1;
     return j;
 }
 
@@ -200,6 +207,9 @@ static sched_event *ev_get(sched *s)
     }
     /* clear the header fields, not the inline buffers */
     ev->next = NULL;
+    ev->index = 0;
+    ev->seed = 0;
+    ev->big_offsets = NULL;
     ev->text_len = 0;
     ev->n_tokens = 0;
     ev->big_text = NULL;
@@ -237,8 +247,10 @@ void sched_event_release(sched *s, sched_event *ev)
 {
     free(ev->big_text);
     free(ev->big_tokens);
+    free(ev->big_offsets);
     ev->big_text = NULL;
     ev->big_tokens = NULL;
+    ev->big_offsets = NULL;
     pthread_mutex_lock(&s->ev_lock);
     ev->next = s->ev_free;
     s->ev_free = ev;
@@ -289,19 +301,26 @@ int sched_submit(sched *s, sched_job *job)
         sched_job_free(job);
         return -ESHUTDOWN;
     }
-    if (job->kind == SCHED_JOB_GENERATE && s->queued >= s->max_queue) {
+    bool gen = job->kind == SCHED_JOB_GENERATE;
+    if (gen && (job->n_completions < 1 || job->n_completions > 64)) {
+        pthread_mutex_unlock(&s->cmd_lock);
+        sched_job_free(job);
+        return -EINVAL;
+    }
+    int n = gen ? job->n_completions : 1;
+    if (gen && s->queued >= s->max_queue) {
         pthread_mutex_unlock(&s->cmd_lock);
         sched_job_free(job);
         return -EAGAIN;
     }
-    if (job->kind == SCHED_JOB_GENERATE) s->queued++;
-    s->active++;
+    if (gen) s->queued += n;
+    s->active += n;
     pthread_mutex_unlock(&s->cmd_lock);
     job->t_submit_ns = now_ns();
     if (push_cmd(s, CMD_SUBMIT, job->id, job) != 0) {
         pthread_mutex_lock(&s->cmd_lock);
-        if (job->kind == SCHED_JOB_GENERATE) s->queued--;
-        s->active--;
+        if (gen) s->queued -= n;
+        s->active -= n;
         pthread_mutex_unlock(&s->cmd_lock);
         sched_job_free(job);
         return -ENOMEM;
@@ -352,7 +371,7 @@ static bool conn_paused(sched *s, uint64_t conn)
 static void seq_free(seq *q)
 {
     if (q == NULL) return;
-    sched_job_free(q->job);
+    if (--q->job->refs <= 0) sched_job_free(q->job);
     free(q->tokens);
     free(q);
 }
@@ -388,6 +407,8 @@ static void seq_finish(sched *s, seq *q, enum sched_finish finish)
             ev->type = SCHED_EV_DONE;
             ev->job_id = q->job->id;
             ev->conn_id = q->job->conn_id;
+            ev->index = q->index;
+            ev->seed = q->seed;
             ev->finish = finish;
             ev->prompt_tokens = q->n_prompt;
             ev->cached_tokens = q->cached_tokens;
@@ -438,8 +459,8 @@ static void run_tokenize(sched *s, sched_job *job)
     const sched_backend_ops *ops = s->be->ops;
     int cap = s->scratch_cap;
     int n = 0;
-    int rc = ops->tokenize(s->be->impl, job->model, job->text ? job->text : "", job->text_len, job->add_bos,
-                           s->scratch, cap, &n);
+    int rc = ops->tokenize(s->be->impl, job->model, job->text ? job->text : "", job->text_len, job->add_special,
+                           job->parse_special, s->scratch, cap, &n);
     if (rc == -ENOSPC) {
         emit_error(s, job, SCHED_ERR_INVALID, "text is longer than %d tokens", cap);
     } else if (rc != 0) {
@@ -447,15 +468,44 @@ static void run_tokenize(sched *s, sched_job *job)
     } else {
         sched_event *ev = ev_get(s);
         int32_t *t = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
-        if (ev == NULL || t == NULL) {
+        size_t *offs = malloc(sizeof(size_t) * (size_t)(n + 1));
+        size_t cap_text = 64, len = 0;
+        char *text = malloc(cap_text);
+        bool ok = ev && t && offs && text;
+        for (int i = 0; ok && i < n; i++) {
+            char piece[PIECE_CAP];
+            size_t pl = 0;
+            if (ops->token_text(s->be->impl, job->model, s->scratch[i], piece, sizeof piece, &pl) != 0) pl = 0;
+            if (len + pl > cap_text) {
+                size_t nc = (len + pl) * 2;
+                char *nt = realloc(text, nc);
+                if (nt == NULL) {
+                    ok = false;
+                    break;
+                }
+                text = nt;
+                cap_text = nc;
+            }
+            offs[i] = len;
+            memcpy(text + len, piece, pl);
+            len += pl;
+        }
+        if (!ok) {
             free(t);
+            free(offs);
+            free(text);
             if (ev) sched_event_release(s, ev);
+            emit_error(s, job, SCHED_ERR_INTERNAL, "out of memory");
         } else {
+            offs[n] = len;
             memcpy(t, s->scratch, sizeof(int32_t) * (size_t)n);
             ev->type = SCHED_EV_TOKENIZED;
             ev->job_id = job->id;
             ev->conn_id = job->conn_id;
             ev->big_tokens = t;
+            ev->big_offsets = offs;
+            ev->big_text = text;
+            ev->big_text_len = len;
             ev->n_big_tokens = n;
             ev_push(s, ev);
         }
@@ -542,18 +592,29 @@ static void handle_cmd(sched *s, cmd *c)
             run_detokenize(s, job);
             break;
         }
-        seq *q = calloc(1, sizeof *q);
-        if (q == NULL) {
-            emit_error(s, job, SCHED_ERR_INTERNAL, "out of memory");
-            job_ended(s, true);
-            sched_job_free(job);
-            break;
+        int n = job->n_completions;
+        seq *qs[64];
+        for (int i = 0; i < n; i++) {
+            qs[i] = calloc(1, sizeof *qs[i]);
+            if (qs[i] == NULL) {
+                for (int k = 0; k < i; k++) free(qs[k]);
+                emit_error(s, job, SCHED_ERR_INTERNAL, "out of memory");
+                for (int k = 0; k < n; k++) job_ended(s, true);
+                sched_job_free(job);
+                return;
+            }
         }
-        q->job = job;
-        q->slot = -1;
-        q->prev_tok = -1;
-        q->state = SEQ_WAITING;
-        list_push_tail(&s->waiting, q);
+        job->refs = n;
+        for (int i = 0; i < n; i++) {
+            seq *q = qs[i];
+            q->job = job;
+            q->index = i;
+            q->seed = job->sampling.seed + (uint64_t)i;
+            q->slot = -1;
+            q->prev_tok = -1;
+            q->state = SEQ_WAITING;
+            list_push_tail(&s->waiting, q);
+        }
         break;
     }
     case CMD_CANCEL: {
@@ -605,7 +666,7 @@ static bool utf8_incomplete_tail(const char *b, size_t n, size_t *ret_keep)
     return false;
 }
 
-static void emit_text(sched *s, seq *q, const char *text, size_t len)
+static void emit_raw(sched *s, seq *q, const char *text, size_t len)
 {
     while (len > 0) {
         if (q->pending_ev == NULL) {
@@ -614,6 +675,7 @@ static void emit_text(sched *s, seq *q, const char *text, size_t len)
             q->pending_ev->type = SCHED_EV_TOKENS;
             q->pending_ev->job_id = q->job->id;
             q->pending_ev->conn_id = q->job->conn_id;
+            q->pending_ev->index = q->index;
         }
         sched_event *ev = q->pending_ev;
         size_t room = SCHED_EV_TEXT_CAP - ev->text_len;
@@ -622,11 +684,57 @@ static void emit_text(sched *s, seq *q, const char *text, size_t len)
             continue;
         }
         size_t n = len < room ? len : room;
+        if (n < len) /* split between characters only */
+            while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80) n--;
+        if (n == 0) {
+            flush_pending(s, q);
+            continue;
+        }
         memcpy(ev->text + ev->text_len, text, n);
         ev->text_len += n;
         text += n;
         len -= n;
     }
+}
+
+/* length of the valid UTF-8 character at b (1..4), or 0 when it is not one */
+static size_t utf8_char_len(const unsigned char *b, size_t n)
+{
+    unsigned char c = b[0];
+    size_t need;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) need = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) need = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) need = 4, cp = c & 0x07;
+    else return 0;
+    if (n < need) return 0;
+    for (size_t i = 1; i < need; i++) {
+        if ((b[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (b[i] & 0x3F);
+    }
+    if ((need == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (need == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+        return 0;
+    return need;
+}
+
+/* Emits text as valid UTF-8: each byte that does not start a valid character becomes U+FFFD. */
+static void emit_text(sched *s, seq *q, const char *text, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    size_t start = 0, i = 0;
+    while (i < len) {
+        size_t cl = utf8_char_len(p + i, len - i);
+        if (cl > 0) {
+            i += cl;
+            continue;
+        }
+        emit_raw(s, q, text + start, i - start);
+        emit_raw(s, q, "\xEF\xBF\xBD", 3);
+        i++;
+        start = i;
+    }
+    emit_raw(s, q, text + start, len - start);
 }
 
 static void note_token(sched *s, seq *q, int32_t tok)
@@ -637,6 +745,7 @@ static void note_token(sched *s, seq *q, int32_t tok)
         q->pending_ev->type = SCHED_EV_TOKENS;
         q->pending_ev->job_id = q->job->id;
         q->pending_ev->conn_id = q->job->conn_id;
+        q->pending_ev->index = q->index;
     }
     if (q->pending_ev->n_tokens == SCHED_EV_TOKENS_CAP) {
         flush_pending(s, q);
@@ -757,10 +866,11 @@ static bool prepare_seq(sched *s, seq *q)
             n = j->n_tokens_in;
         }
     } else if (j->n_chat > 0) {
-        rc = ops->tokenize_chat(s->be->impl, j->model, j->chat, j->n_chat, s->scratch, limit, &n);
+        rc = ops->tokenize_chat(s->be->impl, j->model, j->chat, j->n_chat, j->add_generation_prompt, s->scratch,
+                                limit, &n);
     } else {
-        rc = ops->tokenize(s->be->impl, j->model, j->text ? j->text : "", j->text_len, true, s->scratch, limit,
-                           &n);
+        rc = ops->tokenize(s->be->impl, j->model, j->text ? j->text : "", j->text_len, true, true, s->scratch,
+                           limit, &n);
     }
     if (rc == -ENOSPC) {
         snprintf(msg, sizeof msg, "prompt is longer than the limit of %d tokens", limit);
@@ -779,13 +889,13 @@ static bool prepare_seq(sched *s, seq *q)
         snprintf(msg, sizeof msg, "prompt of %d tokens does not fit the model's context of %d tokens", n,
                  mi.n_ctx);
         list_remove(&s->waiting, q);
-        seq_fail(s, q, SCHED_ERR_TOO_LARGE, msg);
+        seq_fail(s, q, SCHED_ERR_PROMPT_TOO_LONG, msg);
         return false;
     }
     if (!ops->kv_fits_ever(s->be->impl, n + 1)) {
         snprintf(msg, sizeof msg, "prompt of %d tokens can never fit in the KV cache (raise kv-cache-mib)", n);
         list_remove(&s->waiting, q);
-        seq_fail(s, q, SCHED_ERR_TOO_LARGE, msg);
+        seq_fail(s, q, SCHED_ERR_PROMPT_TOO_LONG, msg);
         return false;
     }
     long long cap = (long long)n + (j->max_tokens > 0 ? j->max_tokens : 0) + 1;
@@ -819,7 +929,9 @@ static bool try_admit(sched *s, seq *q, int budget, int *ret_chunk)
         ops->kv_release(s->be->impl, slot);
         return false;
     }
-    if (ops->sampler_init(s->be->impl, slot, &q->job->sampling) != 0) {
+    sched_sampling sp = q->job->sampling;
+    sp.seed = q->seed;
+    if (ops->sampler_init(s->be->impl, slot, &sp) != 0) {
         ops->kv_release(s->be->impl, slot);
         return false;
     }
@@ -1004,12 +1116,12 @@ static bool step(sched *s)
     char err[256] = "";
     int rc = ops->step(s->be->impl, s->entries, n_entries, err, sizeof err);
     if (rc != 0) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "engine step failed: %s", err[0] ? err : strerror(-rc));
+        s->last_error_rc = rc;
+        snprintf(s->last_error, sizeof s->last_error, "engine step failed: %s", err[0] ? err : strerror(-rc));
         for (int i = 0; i < n_entries; i++) {
             seq *q = s->entry_seq[i];
             list_remove(&s->running, q);
-            seq_fail(s, q, SCHED_ERR_INTERNAL, msg);
+            seq_finish(s, q, SCHED_FINISH_ERROR);
         }
         return true;
     }
@@ -1027,7 +1139,7 @@ static bool step(sched *s)
         int32_t tok;
         if (ops->sample(s->be->impl, i, q->slot, q->tokens, q->n_tokens, &tok) != 0) {
             list_remove(&s->running, q);
-            seq_fail(s, q, SCHED_ERR_INTERNAL, "sampling failed");
+            seq_finish(s, q, SCHED_FINISH_ERROR);
             continue;
         }
         n_gen++;
@@ -1074,7 +1186,8 @@ static void *engine_main(void *arg)
             while (c) {
                 cmd *nx = c->next;
                 if (c->job) {
-                    job_ended(s, c->job->kind == SCHED_JOB_GENERATE);
+                    bool gen = c->job->kind == SCHED_JOB_GENERATE;
+                    for (int i = 0; i < (gen ? c->job->n_completions : 1); i++) job_ended(s, gen);
                     sched_job_free(c->job);
                 }
                 free(c);
@@ -1190,6 +1303,7 @@ void sched_destroy(sched *s)
         sched_event *nx = ev->next;
         free(ev->big_text);
         free(ev->big_tokens);
+        free(ev->big_offsets);
         free(ev);
         ev = nx;
     }

@@ -46,7 +46,7 @@ enum sched_err {
     SCHED_ERR_NONE = 0,
     SCHED_ERR_INVALID,      /* bad input found on the engine side (prompt too long, bad token id) */
     SCHED_ERR_OVERLOADED,   /* queue full */
-    SCHED_ERR_TOO_LARGE,    /* the prompt can never fit in the KV cache / context */
+    SCHED_ERR_PROMPT_TOO_LONG, /* over the prompt limit, or it can never fit the context / KV cache */
     SCHED_ERR_INTERNAL,     /* the engine failed */
     SCHED_ERR_SHUTTING_DOWN,
     SCHED_ERR_UNAVAILABLE,  /* no engine for this model */
@@ -58,6 +58,7 @@ enum sched_finish {
     SCHED_FINISH_CANCELLED,
     SCHED_FINISH_TIMEOUT,
     SCHED_FINISH_CONTEXT,    /* the model's context is full */
+    SCHED_FINISH_ERROR,      /* the engine failed after the completion had started */
 };
 
 typedef struct sched_sampling {
@@ -66,8 +67,11 @@ typedef struct sched_sampling {
     float top_p;       /* 1: off */
     float min_p;       /* 0: off */
     float repeat_penalty; /* 1: off */
-    int repeat_last_n;
-    uint64_t seed;
+    float presence_penalty;  /* 0: off */
+    float frequency_penalty; /* 0: off */
+    int repeat_last_n;       /* -1: whole context, 0: no penalties */
+    int logprobs;            /* top alternatives to report (0: none) */
+    uint64_t seed;           /* completion i samples with seed + i */
 } sched_sampling;
 
 #define SCHED_MAX_STOPS 8
@@ -91,7 +95,10 @@ typedef struct sched_job {
     size_t text_len;
     sched_chat_msg *chat;
     int n_chat;
-    bool add_bos;        /* TOKENIZE: add the BOS token; GENERATE: always per model */
+    bool add_special;    /* TOKENIZE: add BOS etc. as the model asks (GENERATE text: always) */
+    bool parse_special;  /* TOKENIZE: special-token text becomes those tokens (GENERATE: always) */
+    bool add_generation_prompt; /* GENERATE chat */
+    int n_completions;   /* GENERATE: 1..16 independent completions */
     /* DETOKENIZE: token ids; GENERATE: prompt given as token ids when n_tokens_in > 0 */
     int32_t *tokens_in;
     int n_tokens_in;
@@ -104,6 +111,7 @@ typedef struct sched_job {
 
     /* set by the scheduler */
     uint64_t t_submit_ns;
+    int refs; /* sequences still using the job */
 } sched_job;
 
 enum sched_event_type {
@@ -122,6 +130,7 @@ typedef struct sched_event {
     enum sched_event_type type;
     uint64_t job_id;
     uint64_t conn_id;
+    int index; /* completion 0..n-1 */
 
     /* TOKENS (inline, no allocation); TOKENIZED / DETOKENIZED use the heap fields */
     char text[SCHED_EV_TEXT_CAP];
@@ -130,7 +139,8 @@ typedef struct sched_event {
     int n_tokens;
     char *big_text;     /* DETOKENIZED */
     size_t big_text_len;
-    int32_t *big_tokens; /* TOKENIZED */
+    int32_t *big_tokens; /* TOKENIZED: ids; big_text holds their pieces back to back, */
+    size_t *big_offsets; /* piece i is big_text[big_offsets[i] .. big_offsets[i+1]) */
     int n_big_tokens;
 
     /* DONE */
@@ -139,6 +149,7 @@ typedef struct sched_event {
     int cached_tokens;  /* prompt tokens found in the prefix cache */
     int completion_tokens;
     int preemptions;
+    uint64_t seed;
     uint64_t queue_ns;  /* submit -> first admitted */
     uint64_t ttft_ns;   /* submit -> first token */
     uint64_t total_ns;  /* submit -> done */

@@ -42,12 +42,15 @@ typedef struct sched_backend_ops {
     void (*model_info)(void *be, int model, sched_model_info *ret_info);
 
     /* text -> ids. -ENOSPC when more than cap ids would come out. */
-    int (*tokenize)(void *be, int model, const char *text, size_t len, bool add_bos, int32_t *out, int cap,
-                    int *ret_n);
-    /* chat messages -> ids, through the model's chat template, ready to generate from */
-    int (*tokenize_chat)(void *be, int model, const sched_chat_msg *msgs, int n_msgs, int32_t *out, int cap,
-                         int *ret_n);
-    /* the bytes of one token as it continues after prev (-1 at the start of the output) */
+    int (*tokenize)(void *be, int model, const char *text, size_t len, bool add_special, bool parse_special,
+                    int32_t *out, int cap, int *ret_n);
+    /* chat messages -> ids, through the model's chat template */
+    int (*tokenize_chat)(void *be, int model, const sched_chat_msg *msgs, int n_msgs, bool add_generation_prompt,
+                         int32_t *out, int cap, int *ret_n);
+    /* the vocabulary text of a token (control tokens give their text form, e.g. "<s>") */
+    int (*token_text)(void *be, int model, int32_t tok, char *buf, size_t cap, size_t *ret_len);
+    /* the bytes a token adds to the output after prev (-1 at the start of the output);
+     * control tokens add nothing */
     int (*token_piece)(void *be, int model, int32_t prev, int32_t tok, char *buf, size_t cap, size_t *ret_len);
     bool (*is_eog)(void *be, int model, int32_t tok);
 
