@@ -892,7 +892,7 @@ static bool prepare_seq(sched *s, seq *q)
         seq_fail(s, q, SCHED_ERR_PROMPT_TOO_LONG, msg);
         return false;
     }
-    if (!ops->kv_fits_ever(s->be->impl, n + 1)) {
+    if (!ops->kv_fits_ever(s->be->impl, j->model, n + 1)) {
         snprintf(msg, sizeof msg, "prompt of %d tokens can never fit in the KV cache (raise kv-cache-mib)", n);
         list_remove(&s->waiting, q);
         seq_fail(s, q, SCHED_ERR_PROMPT_TOO_LONG, msg);
@@ -925,7 +925,7 @@ static bool try_admit(sched *s, seq *q, int budget, int *ret_chunk)
     if (cached >= q->n_tokens) cached = q->n_tokens - 1;
     int need = q->n_tokens - cached;
     int chunk = need < budget ? need : budget;
-    if (ops->kv_reserve(s->be->impl, slot, cached + chunk) != 0) {
+    if (ops->kv_reserve(s->be->impl, slot, q->tokens, cached + chunk) != 0) {
         ops->kv_release(s->be->impl, slot);
         return false;
     }
@@ -1000,7 +1000,7 @@ static void record_tokens(sched *s, int n_prefill, int n_gen)
         s->tps_bucket_sec[b] = sec;
         s->tps_bucket_tokens[b] = 0;
     }
-    s->tps_bucket_tokens[b] += (uint64_t)(n_prefill + n_gen);
+    s->tps_bucket_tokens[b] += (uint64_t)n_gen;
     pthread_mutex_unlock(&s->stats_lock);
 }
 
@@ -1020,6 +1020,7 @@ static void update_stats(sched *s)
     s->stats.kv_blocks_cached = kv.blocks_cached;
     s->stats.prefix_lookup_tokens = s->prefix_lookup;
     s->stats.prefix_hit_tokens = s->prefix_hit;
+    s->stats.kv_block_size = kv.block_size;
     pthread_mutex_unlock(&s->stats_lock);
 }
 
@@ -1055,9 +1056,10 @@ static bool step(sched *s)
             }
             int chunk = need < budget ? need : budget;
             bool preempted_self = false;
-            while (ops->kv_reserve(s->be->impl, q->slot, q->n_computed + chunk) != 0) {
-                /* out of blocks: the newest running sequence makes room */
+            while (ops->kv_reserve(s->be->impl, q->slot, q->tokens, q->n_computed + chunk) != 0) {
+                /* out of blocks: the newest running sequence (of this model's cache) makes room */
                 seq *victim = s->running.tail;
+                while (victim != q && victim->job->model != q->job->model) victim = victim->prev;
                 if (victim == q) {
                     preempt(s, q);
                     preempted_self = true;
@@ -1089,10 +1091,14 @@ static bool step(sched *s)
         if (!try_admit(s, q, budget, &chunk)) {
             /* nothing that steps holds memory: paused sequences give way */
             bool any_active = false;
-            for (seq *r = s->running.head; r; r = r->next)
+            seq *paused_victim = NULL;
+            for (seq *r = s->running.head; r; r = r->next) {
+                if (r->job->model != q->job->model) continue;
                 if (!conn_paused(s, r->job->conn_id)) any_active = true;
-            if (!any_active && n_entries == 0 && s->running.n > 0) {
-                preempt(s, s->running.tail);
+                else paused_victim = r;
+            }
+            if (!any_active && paused_victim != NULL) {
+                preempt(s, paused_victim);
                 continue;
             }
             break;

@@ -74,8 +74,8 @@ typedef struct sched_sampling {
     uint64_t seed;           /* completion i samples with seed + i */
 } sched_sampling;
 
-#define SCHED_MAX_STOPS 8
-#define SCHED_MAX_STOP_LEN 128
+#define SCHED_MAX_STOPS 16
+#define SCHED_MAX_STOP_LEN 257 /* 256 bytes + NUL */
 
 typedef struct sched_chat_msg {
     char *role;
@@ -164,8 +164,9 @@ typedef struct sched_stats {
     int running;
     int paused;
     int64_t kv_blocks_total, kv_blocks_used, kv_blocks_cached;
+    int kv_block_size;
     int64_t prefix_lookup_tokens, prefix_hit_tokens;
-    double tokens_per_s_1min; /* generated + prefilled tokens per second over the last minute */
+    double tokens_per_s_1min; /* generated tokens per second over the last minute */
     uint64_t tokens_generated;
     uint64_t tokens_prefilled;
     uint64_t jobs_done;

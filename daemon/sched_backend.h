@@ -15,6 +15,7 @@ typedef struct sched_model_info {
     const char *name;
     const char *path;
     const char *arch;
+    const char *quant; /* file type, e.g. "F32", "Q8_0" */
     int n_ctx;    /* longest sequence (prompt + generated) */
     int n_vocab;
     int n_layer, n_embd, n_head, n_head_kv;
@@ -35,6 +36,7 @@ typedef struct sched_batch_entry {
 typedef struct sched_kv_stats {
     int64_t blocks_total, blocks_used, blocks_cached;
     int block_size;
+    int64_t lookup_tokens, hit_tokens;
 } sched_kv_stats;
 
 typedef struct sched_backend_ops {
@@ -57,15 +59,17 @@ typedef struct sched_backend_ops {
     /* KV cache. attach: look up the longest cached prefix of tokens[0..n) and take those
      * blocks for slot; *ret_cached is how many tokens need no compute (< n). */
     int (*kv_attach)(void *be, int model, int slot, const int32_t *tokens, int n, int *ret_cached);
-    /* make room for positions [0, n_total) of slot: -ENOSPC when the blocks are not there */
-    int (*kv_reserve)(void *be, int slot, int n_total);
+    /* make room for positions [0, n_total) of slot, which hold tokens[0..n_total):
+     * -ENOSPC when the blocks are not there (nothing changes then) */
+    int (*kv_reserve)(void *be, int slot, const int32_t *tokens, int n_total);
     /* positions [0, n_done) of slot hold computed K/V for tokens[0..n_done): full blocks may
      * enter the prefix cache */
     void (*kv_commit)(void *be, int slot, const int32_t *tokens, int n_done);
     /* give back slot's blocks (cached ones stay cached) */
     void (*kv_release)(void *be, int slot);
-    /* could a sequence of n tokens ever fit, with the whole cache to itself? */
-    bool (*kv_fits_ever)(void *be, int n);
+    /* could a sequence of n tokens of model ever fit, with the whole cache to itself? */
+    bool (*kv_fits_ever)(void *be, int model, int n);
+    /* summed over the models' caches; lookup/hit tokens of the prefix cache */
     void (*kv_stats)(void *be, sched_kv_stats *ret_stats);
 
     /* per-sequence sampler state */
