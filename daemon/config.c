@@ -301,7 +301,7 @@ static char *ini_read_line(char *str, int num, void *stream)
     return r;
 }
 
-static int ini_handler(void *user, const char *section, const char *name, const char *value)
+static int on_ini_pair(void *user, const char *section, const char *name, const char *value)
 {
     ini_ctx *c = user;
     if (c->err_line != 0) return 0;
@@ -345,7 +345,7 @@ int srv_config_load_file(srv_config *cfg, const char *path, char *err, size_t er
     ini_stop_on_first_error = true;
     ini_use_stack = false;
     ini_max_line = INI_LINE_MAX;
-    int rc = ini_parse_stream(ini_read_line, &c, ini_handler, &c);
+    int rc = ini_parse_stream(ini_read_line, &c, on_ini_pair, &c);
     bool read_error = ferror(f) != 0;
     fclose(f);
     if (rc < 0) return errf(err, errlen, "%s: cannot read (inih error %d)", path, rc);

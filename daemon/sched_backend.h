@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "sched.h"
+#include "scheduler.h"
 
 typedef struct sched_model_info {
     const char *name;
@@ -72,12 +72,15 @@ typedef struct sched_backend_ops {
     /* summed over the models' caches; lookup/hit tokens of the prefix cache */
     void (*kv_stats)(void *be, sched_kv_stats *ret_stats);
 
-    /* per-sequence sampler state */
-    int (*sampler_init)(void *be, int slot, const sched_sampling *params);
+    /* per-sequence sampler state (PRNG, penalty window, which starts with the prompt); it
+     * lives as long as the sequence, across preemptions */
+    int (*sampler_create)(void *be, int model, const sched_sampling *params, const int32_t *prompt, int n_prompt,
+                          void **ret_smp);
+    void (*sampler_free)(void *be, void *smp);
     /* one forward pass over the batch; afterwards sample(i) picks the next token of entry i
-     * (which must have want_logits) */
+     * (which must have want_logits) and adds it to the penalty window */
     int (*step)(void *be, const sched_batch_entry *entries, int n_entries, char *err, size_t errlen);
-    int (*sample)(void *be, int entry_index, int slot, const int32_t *history, int n_history, int32_t *ret_tok);
+    int (*sample)(void *be, int entry_index, int model, void *smp, int32_t *ret_tok);
 } sched_backend_ops;
 
 typedef struct sched_backend {

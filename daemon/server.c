@@ -21,7 +21,7 @@
 
 #include "frame.h"
 #include "log.h"
-#include "sched.h"
+#include "scheduler.h"
 #include "validate.h"
 
 #ifndef LLAMAD_VERSION

@@ -86,7 +86,7 @@ static uint64_t random_seed(void)
 static int validate_generate(const Llamad__V1__GenerateRequest *g, const srv_limits *lim, sched_job **ret_job,
                              char *msg, size_t msglen)
 {
-    int model, rc;
+    int model = 0, rc;
     if ((rc = check_model(lim, g->model, &model, msg, msglen)) != 0) return rc;
     const srv_model_desc *md = &lim->models[model];
     int prompt_limit = lim->max_prompt_tokens;
@@ -313,7 +313,7 @@ int srv_validate_request(const Llamad__V1__ClientMessage *m, const srv_limits *l
         return 0;
     case LLAMAD__V1__CLIENT_MESSAGE__BODY_TOKENIZE: {
         const Llamad__V1__TokenizeRequest *t = m->tokenize;
-        int model, rc;
+        int model = 0, rc;
         if ((rc = check_model(lim, t->model, &model, msg, msglen)) != 0) return rc;
         size_t len = strlen(t->text);
         if (!srv_utf8_valid(t->text, len))
@@ -333,7 +333,7 @@ int srv_validate_request(const Llamad__V1__ClientMessage *m, const srv_limits *l
     }
     case LLAMAD__V1__CLIENT_MESSAGE__BODY_DETOKENIZE: {
         const Llamad__V1__DetokenizeRequest *d = m->detokenize;
-        int model, rc;
+        int model = 0, rc;
         if ((rc = check_model(lim, d->model, &model, msg, msglen)) != 0) return rc;
         for (size_t i = 0; i < d->n_token_ids; i++)
             if (d->token_ids[i] >= (uint32_t)lim->models[model].n_vocab)

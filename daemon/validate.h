@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #include "frame.h"
-#include "sched.h"
+#include "scheduler.h"
 
 typedef struct srv_model_desc {
     const char *name;

@@ -17,8 +17,8 @@
  *
  * The model side (tokenizer, KV cache, forward pass, sampler) is reached through
  * sched_backend (sched_backend.h), so the scheduler's policy is testable on its own. */
-#ifndef LLAMAD_SCHED_H
-#define LLAMAD_SCHED_H
+#ifndef LLAMAD_SCHEDULER_H
+#define LLAMAD_SCHEDULER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,8 @@
-#include "sched.h"
+#include "scheduler.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,7 @@ typedef struct seq {
     int index;         /* completion index */
     uint64_t seed;
     bool ever_admitted;
+    uint64_t in_batch; /* step number this sequence is in the batch of */
     bool cancelled;    /* explicit cancel: DONE(cancelled) */
     bool silent;       /* connection gone: no events */
     uint64_t admit_seq; /* admission order: larger is newer */
@@ -49,6 +51,7 @@ typedef struct seq {
     char hold[HOLD_CAP];
     size_t hold_len;
     sched_event *pending_ev; /* TOKENS event being filled this step */
+    void *smp;               /* sampler state */
 } seq;
 
 typedef struct seq_list {
@@ -90,6 +93,7 @@ struct sched {
     int64_t prefix_lookup, prefix_hit;
     uint64_t paused_conns[256];
     int last_error_rc;
+    uint64_t step_no;
     char last_error[300];
     int n_paused_conns;
 
@@ -368,9 +372,10 @@ static bool conn_paused(sched *s, uint64_t conn)
 
 /* ---- sequences ---- */
 
-static void seq_free(seq *q)
+static void seq_free(sched *s, seq *q)
 {
     if (q == NULL) return;
+    if (q->smp) s->be->ops->sampler_free(s->be->impl, q->smp);
     if (--q->job->refs <= 0) sched_job_free(q->job);
     free(q->tokens);
     free(q);
@@ -425,7 +430,7 @@ static void seq_finish(sched *s, seq *q, enum sched_finish finish)
     s->stats.jobs_done++;
     pthread_mutex_unlock(&s->stats_lock);
     job_ended(s, !q->ever_admitted);
-    seq_free(q);
+    seq_free(s, q);
 }
 
 static void seq_fail(sched *s, seq *q, enum sched_err err, const char *msg)
@@ -434,7 +439,7 @@ static void seq_fail(sched *s, seq *q, enum sched_err err, const char *msg)
     seq_release_kv(s, q);
     if (!q->silent) emit_error(s, q->job, err, "%s", msg);
     job_ended(s, !q->ever_admitted);
-    seq_free(q);
+    seq_free(s, q);
 }
 
 static seq *find_seq(sched *s, uint64_t id, seq_list **ret_list)
@@ -907,6 +912,15 @@ static bool prepare_seq(sched *s, seq *q)
         return false;
     }
     memcpy(q->tokens, s->scratch, sizeof(int32_t) * (size_t)n);
+    sched_sampling sp = j->sampling;
+    sp.seed = q->seed;
+    rc = ops->sampler_create(s->be->impl, j->model, &sp, q->tokens, n, &q->smp);
+    if (rc != 0) {
+        snprintf(msg, sizeof msg, "bad sampling parameters (%s)", strerror(-rc));
+        list_remove(&s->waiting, q);
+        seq_fail(s, q, SCHED_ERR_INVALID, msg);
+        return false;
+    }
     q->n_tokens = q->n_prompt = n;
     q->cap_tokens = (int)cap;
     q->n_ctx = mi.n_ctx;
@@ -926,12 +940,6 @@ static bool try_admit(sched *s, seq *q, int budget, int *ret_chunk)
     int need = q->n_tokens - cached;
     int chunk = need < budget ? need : budget;
     if (ops->kv_reserve(s->be->impl, slot, q->tokens, cached + chunk) != 0) {
-        ops->kv_release(s->be->impl, slot);
-        return false;
-    }
-    sched_sampling sp = q->job->sampling;
-    sp.seed = q->seed;
-    if (ops->sampler_init(s->be->impl, slot, &sp) != 0) {
         ops->kv_release(s->be->impl, slot);
         return false;
     }
@@ -1042,6 +1050,7 @@ static bool step(sched *s)
     const sched_backend_ops *ops = s->be->ops;
     int budget = s->cfg.max_batch_tokens;
     int n_entries = 0;
+    s->step_no++;
 
     /* 1. running sequences, oldest first: decodes (one token) then prefill chunks */
     for (int phase = 0; phase < 2; phase++) {
@@ -1055,20 +1064,32 @@ static bool step(sched *s)
                 continue;
             }
             int chunk = need < budget ? need : budget;
-            bool preempted_self = false;
+            if (!ops->kv_fits_ever(s->be->impl, q->job->model, q->n_computed + chunk)) {
+                /* alone in the whole cache it could not grow: it ends as if the context were full */
+                if (nx == q) nx = q->next;
+                list_remove(&s->running, q);
+                add_text(s, q, "", 0, true);
+                seq_finish(s, q, SCHED_FINISH_CONTEXT);
+                q = nx;
+                continue;
+            }
+            bool skip = false;
             while (ops->kv_reserve(s->be->impl, q->slot, q->tokens, q->n_computed + chunk) != 0) {
-                /* out of blocks: the newest running sequence (of this model's cache) makes room */
+                /* out of blocks: the newest running sequence of this model's cache that is not
+                 * in this step's batch makes room; a decode with nobody newer yields itself */
                 seq *victim = s->running.tail;
-                while (victim != q && victim->job->model != q->job->model) victim = victim->prev;
+                while (victim != q && (victim->job->model != q->job->model || victim->in_batch == s->step_no))
+                    victim = victim->prev;
                 if (victim == q) {
-                    preempt(s, q);
-                    preempted_self = true;
+                    if (is_decode) preempt(s, q);
+                    skip = true; /* a prefill chunk waits for blocks, keeping what it has */
                     break;
                 }
                 if (victim == nx) nx = victim->next;
                 preempt(s, victim);
             }
-            if (!preempted_self) {
+            if (!skip) {
+                q->in_batch = s->step_no;
                 sched_batch_entry *e = &s->entries[n_entries];
                 e->slot = q->slot;
                 e->model = q->job->model;
@@ -1087,6 +1108,12 @@ static bool step(sched *s)
     while (s->waiting.head && budget > 0 && s->running.n < s->cfg.max_seqs) {
         seq *q = s->waiting.head;
         if (!prepare_seq(s, q)) continue;
+        if (q->ever_admitted && !ops->kv_fits_ever(s->be->impl, q->job->model, q->n_tokens)) {
+            list_remove(&s->waiting, q);
+            add_text(s, q, "", 0, true);
+            seq_finish(s, q, SCHED_FINISH_CONTEXT);
+            continue;
+        }
         int chunk = 0;
         if (!try_admit(s, q, budget, &chunk)) {
             /* nothing that steps holds memory: paused sequences give way */
@@ -1105,6 +1132,7 @@ static bool step(sched *s)
         }
         list_remove(&s->waiting, q);
         list_push_tail(&s->running, q);
+        q->in_batch = s->step_no;
         sched_batch_entry *e = &s->entries[n_entries];
         e->slot = q->slot;
         e->model = q->job->model;
@@ -1143,7 +1171,7 @@ static bool step(sched *s)
         ops->kv_commit(s->be->impl, q->slot, q->tokens, q->n_computed);
         if (!e->want_logits) continue;
         int32_t tok;
-        if (ops->sample(s->be->impl, i, q->slot, q->tokens, q->n_tokens, &tok) != 0) {
+        if (ops->sample(s->be->impl, i, q->job->model, q->smp, &tok) != 0) {
             list_remove(&s->running, q);
             seq_finish(s, q, SCHED_FINISH_ERROR);
             continue;
@@ -1301,7 +1329,7 @@ void sched_destroy(sched *s)
             if (q->pending_ev) sched_event_release(s, q->pending_ev);
             q->pending_ev = NULL;
             if (q->slot >= 0) s->be->ops->kv_release(s->be->impl, q->slot);
-            seq_free(q);
+            seq_free(s, q);
         }
     }
     sched_event *ev = sched_poll_events(s);
