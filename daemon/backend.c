@@ -6,18 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chat.h"
 #include "engine.h"
 #include "gguf.h"
 #include "kvcache.h"
 #include "model.h"
 #include "quant.h"
 #include "sampler.h"
+#include "tokenizer.h"
 
 typedef struct be_model {
     char name[SRV_MODEL_NAME_MAX];
     char path[PATH_MAX];
     char quant[32];
     eng_model *model;
+    tok_vocab *vocab;
+    int chat_tmpl; /* CHAT_TMPL_UNKNOWN: none */
     kv_cache *kv;
     eng_ctx *ctx;
     smp_sampler *sampler;
@@ -96,36 +100,74 @@ static void op_model_info(void *be, int model, sched_model_info *ret)
 static int op_tokenize(void *be, int model, const char *text, size_t len, bool add_special, bool parse_special,
                        int32_t *out, int cap, int *ret_n)
 {
-    (void)be, (void)model, (void)text, (void)len, (void)add_special, (void)parse_special, (void)out, (void)cap,
-        (void)ret_n;
-    return -ENOSYS; /* the tokenizer is not integrated yet */
+    engine_backend *b = be;
+    be_model *m = &b->models[model];
+    unsigned flags = add_special ? TOK_ADD_BOS_AUTO : TOK_ADD_BOS_NONE;
+    if (parse_special) flags |= TOK_PARSE_SPECIAL;
+    size_t n = 0;
+    int rc = tok_encode(m->vocab, text, len, flags, out, (size_t)cap, &n);
+    if (rc == -ENOBUFS || rc == -E2BIG) return -ENOSPC;
+    if (rc != 0) return rc;
+    *ret_n = (int)n;
+    return 0;
 }
 
 static int op_tokenize_chat(void *be, int model, const sched_chat_msg *msgs, int n_msgs, bool add_gen, int32_t *out,
                             int cap, int *ret_n)
 {
-    (void)be, (void)model, (void)msgs, (void)n_msgs, (void)add_gen, (void)out, (void)cap, (void)ret_n;
-    return -ENOSYS;
+    engine_backend *b = be;
+    be_model *m = &b->models[model];
+    if (m->chat_tmpl == CHAT_TMPL_UNKNOWN) return -ENOTSUP;
+    chat_msg *msgv = malloc(sizeof *msgv * (size_t)(n_msgs > 0 ? n_msgs : 1));
+    if (msgv == NULL) return -ENOMEM;
+    for (int i = 0; i < n_msgs; i++) {
+        msgv[i].role = msgs[i].role;
+        msgv[i].content = msgs[i].content;
+        msgv[i].content_len = strlen(msgs[i].content);
+    }
+    size_t n = 0;
+    eng_error err;
+    int rc = chat_build(m->vocab, m->chat_tmpl, msgv, (size_t)n_msgs, add_gen, out, (size_t)cap, &n, &err);
+    free(msgv);
+    if (rc == -ENOBUFS || rc == -E2BIG) return -ENOSPC;
+    if (rc != 0) return rc;
+    *ret_n = (int)n;
+    return 0;
+}
+
+static int copy_piece(const char *p, size_t pl, char *buf, size_t cap, size_t *ret_len)
+{
+    if (pl > cap) pl = cap;
+    memcpy(buf, p, pl);
+    *ret_len = pl;
+    return 0;
 }
 
 static int op_token_text(void *be, int model, int32_t tok, char *buf, size_t cap, size_t *ret_len)
 {
-    (void)be, (void)model, (void)tok, (void)buf, (void)cap;
-    *ret_len = 0;
-    return 0;
+    engine_backend *b = be;
+    const char *p;
+    size_t pl;
+    int rc = tok_piece(b->models[model].vocab, tok, TOK_PIECE_SPECIAL, &p, &pl);
+    if (rc != 0) return rc;
+    return copy_piece(p, pl, buf, cap, ret_len);
 }
 
 static int op_token_piece(void *be, int model, int32_t prev, int32_t tok, char *buf, size_t cap, size_t *ret_len)
 {
-    (void)be, (void)model, (void)prev, (void)tok, (void)buf, (void)cap;
-    *ret_len = 0;
-    return 0;
+    (void)prev;
+    engine_backend *b = be;
+    const char *p;
+    size_t pl;
+    int rc = tok_piece(b->models[model].vocab, tok, 0, &p, &pl);
+    if (rc != 0) return rc;
+    return copy_piece(p, pl, buf, cap, ret_len);
 }
 
 static bool op_is_eog(void *be, int model, int32_t tok)
 {
     engine_backend *b = be;
-    return tok >= 0 && tok == b->models[model].eos;
+    return tok_is_eog(b->models[model].vocab, tok);
 }
 
 static int op_kv_attach(void *be, int model, int slot, const int32_t *tokens, int n, int *ret_cached)
@@ -357,13 +399,17 @@ int engine_backend_create(const srv_config *cfg, engine_backend **ret, char *err
         m->n_ctx = (int)hp->n_ctx_train;
         const char *q = ftype_name(m->model->file_type);
         snprintf(m->quant, sizeof m->quant, "%s", q ? q : eng_type_name(m->model->layers[0].wq.type));
-        int32_t v;
-        uint32_t u;
-        m->bos = m->eos = -1;
-        if (gguf_get_u32(m->model->gguf, "tokenizer.ggml.bos_token_id", &u) == 0) m->bos = (int)u;
-        else if (gguf_get_i32(m->model->gguf, "tokenizer.ggml.bos_token_id", &v) == 0) m->bos = v;
-        if (gguf_get_u32(m->model->gguf, "tokenizer.ggml.eos_token_id", &u) == 0) m->eos = (int)u;
-        else if (gguf_get_i32(m->model->gguf, "tokenizer.ggml.eos_token_id", &v) == 0) m->eos = v;
+        rc = tok_load_from_gguf(m->model->gguf, &m->vocab, &err);
+        if (rc != 0) {
+            snprintf(errbuf, errlen, "model %s (%s): tokenizer: %s", m->name, m->path, err.msg);
+            engine_backend_free(b);
+            return rc;
+        }
+        m->bos = tok_bos(m->vocab);
+        m->eos = tok_eos(m->vocab);
+        m->chat_tmpl = CHAT_TMPL_UNKNOWN;
+        int tmpl;
+        if (chat_resolve(m->vocab, CHAT_TMPL_UNKNOWN, &tmpl, &err) == 0) m->chat_tmpl = tmpl;
 
         kv_config kc = {
             .n_layer = hp->n_layer,
@@ -419,6 +465,7 @@ void engine_backend_free(engine_backend *b)
         eng_ctx_free(m->ctx);
         kv_destroy(m->kv);
         smp_sampler_free(m->sampler);
+        tok_free(m->vocab);
         eng_model_free(m->model);
         free(m->logits);
         free(m->batch);
@@ -441,9 +488,9 @@ void engine_backend_describe(engine_backend *b, int model, char *buf, size_t len
     snprintf(buf, len,
              "model %s: %s, %s, %.2fM params, %u layers, embd %u, ff %u, heads %u/%u (kv), vocab %d, context %d; "
              "KV cache %u blocks of %u tokens (%.1f MiB, %llu bytes/token): %u sequences fit at full context; "
-             "%d threads",
+             "chat template %s; %d threads",
              m->name, m->path, m->quant, (double)m->model->n_params / 1e6, hp->n_layer, hp->n_embd, hp->n_ff,
              hp->n_head, hp->n_head_kv, m->n_vocab, m->n_ctx, st.n_blocks, st.block_size,
              (double)st.n_blocks * (double)st.block_bytes / 1048576.0, (unsigned long long)st.bytes_per_token,
-             st.max_seqs_full_ctx, eng_ctx_n_threads(m->ctx));
+             st.max_seqs_full_ctx, chat_template_name(m->chat_tmpl), eng_ctx_n_threads(m->ctx));
 }

@@ -880,6 +880,19 @@ static bool prepare_seq(sched *s, seq *q)
     if (rc == -ENOSPC) {
         snprintf(msg, sizeof msg, "prompt is longer than the limit of %d tokens", limit);
         list_remove(&s->waiting, q);
+        seq_fail(s, q, SCHED_ERR_PROMPT_TOO_LONG, msg);
+        return false;
+    }
+    if (rc == -ENOTSUP && j->n_chat > 0) {
+        snprintf(msg, sizeof msg, "model %s has no chat template llamad knows; send a text prompt", mi.name);
+        list_remove(&s->waiting, q);
+        seq_fail(s, q, SCHED_ERR_INVALID, msg);
+        return false;
+    }
+    if (rc == -EINVAL && j->n_chat > 0) {
+        snprintf(msg, sizeof msg, "the chat prompt does not fit model %s's template (roles: system, user, "
+                 "assistant)", mi.name);
+        list_remove(&s->waiting, q);
         seq_fail(s, q, SCHED_ERR_INVALID, msg);
         return false;
     }

@@ -61,6 +61,83 @@ static void test_greedy_vectors(void)
     CHECK_EQ_INT(r.last_done.generated_tokens, 200);
     CHECK(r.last_done.total_us >= r.last_done.time_to_first_token_us);
     check_ids(&r, ids, 200);
+    /* the streamed text is llama2.c's output (which drops the first piece's leading space) */
+    const char *want = json_string_value(json_object_get(v, "expected_stdout"));
+    CHECK(r.text_len > 0 && r.text[0] == ' ');
+    CHECK_MSG(strcmp(r.text + 1, want) == 0, "text differs:\n%s\n---\n%s", r.text + 1, want);
+
+    /* a stop string ends the text right before it, with finish reason stop */
+    const char *stops[] = {"zzz", "Lily"};
+    dh_gen gs = {.model = "tiny", .ids = bos, .n_ids = 1, .max_tokens = 200, .has_temperature = true,
+                 .stop = stops, .n_stop = 2};
+    dh_send_generate(&c, 50, &gs);
+    dh_result rs = {.rid = 50};
+    dh_collect(&c, &rs, 1);
+    CHECK_EQ_INT(rs.finish, FR(STOP));
+    CHECK_MSG(strcmp(rs.text, " Once upon a time, there was a little girl named ") == 0, "got '%s'", rs.text);
+
+    /* a text prompt: tokenized by the model's tokenizer, then the same greedy continuation */
+    dh_gen gt = {.model = "tiny", .text = "Once upon a time", .max_tokens = 10, .has_temperature = true};
+    dh_send_generate(&c, 51, &gt);
+    dh_result rt = {.rid = 51};
+    dh_collect(&c, &rt, 1);
+    CHECK_EQ_INT(rt.error, 0);
+    CHECK_EQ_INT(rt.n_ids, 10);
+    CHECK_MSG(strncmp(rt.text, ", there was a little girl named Lily", 20) == 0, "got '%s'", rt.text);
+
+    /* Tokenize and Detokenize */
+    {
+        Llamad__V1__ClientMessage cm = LLAMAD__V1__CLIENT_MESSAGE__INIT;
+        Llamad__V1__TokenizeRequest tr = LLAMAD__V1__TOKENIZE_REQUEST__INIT;
+        tr.model = "tiny";
+        tr.text = "Once upon a time";
+        cm.request_id = 52;
+        cm.body_case = LLAMAD__V1__CLIENT_MESSAGE__BODY_TOKENIZE;
+        cm.tokenize = &tr;
+        dh_send(&c, &cm);
+        Llamad__V1__ServerMessage *m = dh_recv(&c);
+        CHECK(m != NULL && m->body_case == LLAMAD__V1__SERVER_MESSAGE__BODY_TOKENIZE && m->request_id == 52);
+        const Llamad__V1__TokenizeReply *rep = m->tokenize;
+        CHECK(rep->n_token_ids >= 2);
+        CHECK_EQ_INT(rep->token_ids[0], 1); /* BOS */
+        CHECK_EQ_INT(rep->n_pieces, rep->n_token_ids);
+        CHECK(rep->pieces[0].len == 3 && memcmp(rep->pieces[0].data, "<s>", 3) == 0);
+        Llamad__V1__ClientMessage dm = LLAMAD__V1__CLIENT_MESSAGE__INIT;
+        Llamad__V1__DetokenizeRequest dr = LLAMAD__V1__DETOKENIZE_REQUEST__INIT;
+        dr.model = "tiny";
+        dr.n_token_ids = rep->n_token_ids;
+        dr.token_ids = rep->token_ids;
+        dm.request_id = 53;
+        dm.body_case = LLAMAD__V1__CLIENT_MESSAGE__BODY_DETOKENIZE;
+        dm.detokenize = &dr;
+        dh_send(&c, &dm);
+        proto_server_free(m);
+        m = dh_recv(&c);
+        CHECK(m != NULL && m->body_case == LLAMAD__V1__SERVER_MESSAGE__BODY_DETOKENIZE && m->request_id == 53);
+        const char *txt = " Once upon a time";
+        CHECK_MSG(m->detokenize->text.len == strlen(txt) && memcmp(m->detokenize->text.data, txt, strlen(txt)) == 0,
+                  "detokenized '%.*s'", (int)m->detokenize->text.len, (const char *)m->detokenize->text.data);
+        proto_server_free(m);
+    }
+
+    /* a chat prompt for a model without a chat template is refused clearly */
+    {
+        Llamad__V1__ClientMessage cm = LLAMAD__V1__CLIENT_MESSAGE__INIT;
+        Llamad__V1__GenerateRequest gr = LLAMAD__V1__GENERATE_REQUEST__INIT;
+        Llamad__V1__ChatPrompt cp = LLAMAD__V1__CHAT_PROMPT__INIT;
+        Llamad__V1__ChatMessage msg = LLAMAD__V1__CHAT_MESSAGE__INIT, *msgs[1] = {&msg};
+        msg.role = "user";
+        msg.content = "hi";
+        cp.n_messages = 1;
+        cp.messages = msgs;
+        gr.prompt_case = LLAMAD__V1__GENERATE_REQUEST__PROMPT_CHAT;
+        gr.chat = &cp;
+        cm.request_id = 54;
+        cm.body_case = LLAMAD__V1__CLIENT_MESSAGE__BODY_GENERATE;
+        cm.generate = &gr;
+        dh_send(&c, &cm);
+        dh_expect_error(&c, 54, E(INVALID_PARAMETER));
+    }
     json_decref(v);
 
     /* TinyStories-656K Q8_0: greedy until EOS (the vector lists EOS as its last id) */
