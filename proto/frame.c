@@ -154,22 +154,66 @@ size_t proto_decoder_pending(const proto_decoder *d)
 
 /* ---- messages -------------------------------------------------------------------------- */
 
+/* protobuf-c 1.4 accepts a field number 0 written as a padded varint (e.g. 80 00) and keeps it
+ * as an unknown field; that is not valid protobuf (and would not survive re-encoding), so such
+ * messages are rejected here. Walks every sub-message. */
+static bool has_invalid_unknown(const ProtobufCMessage *m)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return true;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n;
+            ProtobufCMessage *const *sub;
+            memcpy(&n, base + f->quantifier_offset, sizeof n);
+            memcpy(&sub, base + f->offset, sizeof sub);
+            for (size_t k = 0; k < n; k++)
+                if (sub[k] && has_invalid_unknown(sub[k]))
+                    return true;
+            continue;
+        }
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            uint32_t c;
+            memcpy(&c, base + f->quantifier_offset, sizeof c);
+            if (c != f->id)
+                continue;
+        }
+        const ProtobufCMessage *sub;
+        memcpy(&sub, base + f->offset, sizeof sub);
+        if (sub && has_invalid_unknown(sub))
+            return true;
+    }
+    return false;
+}
+
 static int unpack(const ProtobufCMessageDescriptor *desc, const void *data, size_t len,
                   ProtobufCMessage **ret_msg)
 {
-    if (!ret_msg || (!data && len > 0))
+    if (!data && len > 0)
         return -EINVAL;
     if (!data)
         data = empty_payload;
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, data);
     if (!m)
         return -EBADMSG;
+    if (has_invalid_unknown(m)) {
+        protobuf_c_message_free_unpacked(m, NULL);
+        return -EBADMSG;
+    }
     *ret_msg = m;
     return 0;
 }
 
 int proto_client_unpack(const void *data, size_t len, Llamad__V1__ClientMessage **ret_msg)
 {
+    if (!ret_msg)
+        return -EINVAL;
     ProtobufCMessage *m;
     int r = unpack(&llamad__v1__client_message__descriptor, data, len, &m);
     if (r == 0)
@@ -179,6 +223,8 @@ int proto_client_unpack(const void *data, size_t len, Llamad__V1__ClientMessage 
 
 int proto_server_unpack(const void *data, size_t len, Llamad__V1__ServerMessage **ret_msg)
 {
+    if (!ret_msg)
+        return -EINVAL;
     ProtobufCMessage *m;
     int r = unpack(&llamad__v1__server_message__descriptor, data, len, &m);
     if (r == 0)
