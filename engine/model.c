@@ -188,8 +188,11 @@ static int load_hparams(loader *l, eng_hparams *hp)
                                  hp->n_embd, hp->n_head);
         hp->head_dim = hp->n_embd / hp->n_head;
     }
-    if ((rc = check_range(l, "attention.key_length (head_dim)", hp->head_dim, 2, MAX_HEAD_DIM)))
-        return rc;
+    if (hp->head_dim < 2 || hp->head_dim > MAX_HEAD_DIM)
+        return eng_error_set(l->err, -EINVAL, "head dimension %u (%s) is out of range (2..%u)",
+                             hp->head_dim,
+                             has ? "llama.attention.key_length" : "embedding_length / head_count",
+                             MAX_HEAD_DIM);
     if (hp->head_dim % 2 != 0)
         return eng_error_set(l->err, -EINVAL, "head dimension %u is odd", hp->head_dim);
     uint32_t vlen;

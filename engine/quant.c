@@ -2,9 +2,11 @@
  * dot / matrix kernels. Dequantizers are in quant_dequant.c. */
 #include "quant.h"
 #include "quant_internal.h"
+#include "eng_error.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #if defined(__AVX2__) || defined(__AVX512F__) || defined(__F16C__)
@@ -65,6 +67,25 @@ int eng_row_bytes(uint32_t type, uint64_t n_elems, size_t *ret_bytes)
     uint64_t nblk = n_elems / ti->block_elems;
     if (nblk > SIZE_MAX / ti->block_bytes) return -EOVERFLOW;
     *ret_bytes = (size_t)nblk * ti->block_bytes;
+    return 0;
+}
+
+int eng_tensor_row_bytes(uint32_t type, uint64_t n_elems, const char *tensor,
+                         eng_error *err, size_t *ret_bytes)
+{
+    const eng_type_info *ti = eng_type_info_get(type);
+    if (!tensor) tensor = "?";
+    if (!ti)
+        return eng_error_set(err, -EINVAL, "tensor %s: unsupported weight type %s (%u)", tensor,
+                             eng_type_name(type), (unsigned)type);
+    int rc = eng_row_bytes(type, n_elems, ret_bytes);
+    if (rc == -EINVAL)
+        return eng_error_set(err, rc,
+                             "tensor %s: row length %llu is not a multiple of the %s block size %u",
+                             tensor, (unsigned long long)n_elems, ti->name, (unsigned)ti->block_elems);
+    if (rc != 0)
+        return eng_error_set(err, rc, "tensor %s: row of %llu %s elements is too large", tensor,
+                             (unsigned long long)n_elems, ti->name);
     return 0;
 }
 
@@ -163,7 +184,7 @@ void eng_dequant_row(uint32_t type, const void *src, float *dst, size_t n)
 
 #define KC 256 /* elements per K chunk: a multiple of every block size and of 16 */
 #define TB 64  /* tokens per group */
-#define RB 4   /* rows per group */
+#define RB 8   /* rows per group */
 
 typedef struct { _Alignas(64) float v[16]; } lanes16;
 
@@ -177,84 +198,122 @@ static inline float reduce16(const float *l)
 }
 
 #if defined(__AVX512F__)
-/* 16 lanes = one zmm. Two tokens at a time: 2*RB independent chains. */
+/* 16 lanes = one zmm. Micro-kernels: 4 rows x 2 tokens, 4 x 1, 1 x 2, 1 x 1; every one
+ * does acc = fma(w[k..k+15], x[k..k+15], acc) for k ascending, per (row, token). */
+static inline void k4x2(const float *const *wp, const float *x0, const float *x1,
+                        lanes16 (*acc)[TB], size_t t, size_t kv)
+{
+    __m512 a00 = _mm512_load_ps(acc[0][t].v), a01 = _mm512_load_ps(acc[0][t + 1].v);
+    __m512 a10 = _mm512_load_ps(acc[1][t].v), a11 = _mm512_load_ps(acc[1][t + 1].v);
+    __m512 a20 = _mm512_load_ps(acc[2][t].v), a21 = _mm512_load_ps(acc[2][t + 1].v);
+    __m512 a30 = _mm512_load_ps(acc[3][t].v), a31 = _mm512_load_ps(acc[3][t + 1].v);
+    for (size_t k = 0; k < kv; k += 16) {
+        __m512 v0 = _mm512_loadu_ps(x0 + k), v1 = _mm512_loadu_ps(x1 + k);
+        __m512 w = _mm512_loadu_ps(wp[0] + k);
+        a00 = _mm512_fmadd_ps(w, v0, a00); a01 = _mm512_fmadd_ps(w, v1, a01);
+        w = _mm512_loadu_ps(wp[1] + k);
+        a10 = _mm512_fmadd_ps(w, v0, a10); a11 = _mm512_fmadd_ps(w, v1, a11);
+        w = _mm512_loadu_ps(wp[2] + k);
+        a20 = _mm512_fmadd_ps(w, v0, a20); a21 = _mm512_fmadd_ps(w, v1, a21);
+        w = _mm512_loadu_ps(wp[3] + k);
+        a30 = _mm512_fmadd_ps(w, v0, a30); a31 = _mm512_fmadd_ps(w, v1, a31);
+    }
+    _mm512_store_ps(acc[0][t].v, a00); _mm512_store_ps(acc[0][t + 1].v, a01);
+    _mm512_store_ps(acc[1][t].v, a10); _mm512_store_ps(acc[1][t + 1].v, a11);
+    _mm512_store_ps(acc[2][t].v, a20); _mm512_store_ps(acc[2][t + 1].v, a21);
+    _mm512_store_ps(acc[3][t].v, a30); _mm512_store_ps(acc[3][t + 1].v, a31);
+}
+
+static inline void k4x1(const float *const *wp, const float *x0, lanes16 (*acc)[TB],
+                        size_t t, size_t kv)
+{
+    __m512 a0 = _mm512_load_ps(acc[0][t].v), a1 = _mm512_load_ps(acc[1][t].v);
+    __m512 a2 = _mm512_load_ps(acc[2][t].v), a3 = _mm512_load_ps(acc[3][t].v);
+    for (size_t k = 0; k < kv; k += 16) {
+        __m512 v0 = _mm512_loadu_ps(x0 + k);
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(wp[0] + k), v0, a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(wp[1] + k), v0, a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(wp[2] + k), v0, a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(wp[3] + k), v0, a3);
+    }
+    _mm512_store_ps(acc[0][t].v, a0); _mm512_store_ps(acc[1][t].v, a1);
+    _mm512_store_ps(acc[2][t].v, a2); _mm512_store_ps(acc[3][t].v, a3);
+}
+
+static inline void k1x1(const float *w, const float *x0, lanes16 *acc, size_t kv)
+{
+    __m512 a = _mm512_load_ps(acc->v);
+    for (size_t k = 0; k < kv; k += 16)
+        a = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(x0 + k), a);
+    _mm512_store_ps(acc->v, a);
+}
+
 static void lanes_update(const float *const *wp, int nr, const float *x, size_t ldx,
                          size_t ntb, lanes16 (*acc)[TB], size_t kv)
 {
     size_t t = 0;
-    if (nr == RB) {
-        for (; t + 2 <= ntb; t += 2) {
-            const float *x0 = x + t * ldx, *x1 = x0 + ldx;
-            __m512 a00 = _mm512_load_ps(acc[0][t].v), a01 = _mm512_load_ps(acc[0][t + 1].v);
-            __m512 a10 = _mm512_load_ps(acc[1][t].v), a11 = _mm512_load_ps(acc[1][t + 1].v);
-            __m512 a20 = _mm512_load_ps(acc[2][t].v), a21 = _mm512_load_ps(acc[2][t + 1].v);
-            __m512 a30 = _mm512_load_ps(acc[3][t].v), a31 = _mm512_load_ps(acc[3][t + 1].v);
-            for (size_t k = 0; k < kv; k += 16) {
-                __m512 v0 = _mm512_loadu_ps(x0 + k), v1 = _mm512_loadu_ps(x1 + k);
-                __m512 w = _mm512_loadu_ps(wp[0] + k);
-                a00 = _mm512_fmadd_ps(w, v0, a00); a01 = _mm512_fmadd_ps(w, v1, a01);
-                w = _mm512_loadu_ps(wp[1] + k);
-                a10 = _mm512_fmadd_ps(w, v0, a10); a11 = _mm512_fmadd_ps(w, v1, a11);
-                w = _mm512_loadu_ps(wp[2] + k);
-                a20 = _mm512_fmadd_ps(w, v0, a20); a21 = _mm512_fmadd_ps(w, v1, a21);
-                w = _mm512_loadu_ps(wp[3] + k);
-                a30 = _mm512_fmadd_ps(w, v0, a30); a31 = _mm512_fmadd_ps(w, v1, a31);
-            }
-            _mm512_store_ps(acc[0][t].v, a00); _mm512_store_ps(acc[0][t + 1].v, a01);
-            _mm512_store_ps(acc[1][t].v, a10); _mm512_store_ps(acc[1][t + 1].v, a11);
-            _mm512_store_ps(acc[2][t].v, a20); _mm512_store_ps(acc[2][t + 1].v, a21);
-            _mm512_store_ps(acc[3][t].v, a30); _mm512_store_ps(acc[3][t + 1].v, a31);
+    for (; t + 2 <= ntb; t += 2) {
+        const float *x0 = x + t * ldx, *x1 = x0 + ldx;
+        int i = 0;
+        for (; i + 4 <= nr; i += 4) k4x2(wp + i, x0, x1, acc + i, t, kv);
+        for (; i < nr; i++) {
+            k1x1(wp[i], x0, &acc[i][t], kv);
+            k1x1(wp[i], x1, &acc[i][t + 1], kv);
         }
     }
     for (; t < ntb; t++) {
         const float *x0 = x + t * ldx;
-        for (int i = 0; i < nr; i++) {
-            __m512 a = _mm512_load_ps(acc[i][t].v);
-            for (size_t k = 0; k < kv; k += 16)
-                a = _mm512_fmadd_ps(_mm512_loadu_ps(wp[i] + k), _mm512_loadu_ps(x0 + k), a);
-            _mm512_store_ps(acc[i][t].v, a);
-        }
+        int i = 0;
+        for (; i + 4 <= nr; i += 4) k4x1(wp + i, x0, acc + i, t, kv);
+        for (; i < nr; i++) k1x1(wp[i], x0, &acc[i][t], kv);
     }
 }
 #elif defined(__AVX2__) && defined(__FMA__)
-/* 16 lanes = two ymm (lanes 0..7, 8..15). One token, RB rows: 2*RB chains. */
+/* 16 lanes = two ymm (lanes 0..7, 8..15). Micro-kernels 4 rows x 1 token and 1 x 1; each
+ * does acc = fma(w, x, acc) per 8 lanes, k ascending, per (row, token). */
+static inline void k4x1(const float *const *wp, const float *x0, lanes16 (*acc)[TB],
+                        size_t t, size_t kv)
+{
+    __m256 a0l = _mm256_load_ps(acc[0][t].v), a0h = _mm256_load_ps(acc[0][t].v + 8);
+    __m256 a1l = _mm256_load_ps(acc[1][t].v), a1h = _mm256_load_ps(acc[1][t].v + 8);
+    __m256 a2l = _mm256_load_ps(acc[2][t].v), a2h = _mm256_load_ps(acc[2][t].v + 8);
+    __m256 a3l = _mm256_load_ps(acc[3][t].v), a3h = _mm256_load_ps(acc[3][t].v + 8);
+    for (size_t k = 0; k < kv; k += 16) {
+        __m256 vl = _mm256_loadu_ps(x0 + k), vh = _mm256_loadu_ps(x0 + k + 8);
+        a0l = _mm256_fmadd_ps(_mm256_loadu_ps(wp[0] + k), vl, a0l);
+        a0h = _mm256_fmadd_ps(_mm256_loadu_ps(wp[0] + k + 8), vh, a0h);
+        a1l = _mm256_fmadd_ps(_mm256_loadu_ps(wp[1] + k), vl, a1l);
+        a1h = _mm256_fmadd_ps(_mm256_loadu_ps(wp[1] + k + 8), vh, a1h);
+        a2l = _mm256_fmadd_ps(_mm256_loadu_ps(wp[2] + k), vl, a2l);
+        a2h = _mm256_fmadd_ps(_mm256_loadu_ps(wp[2] + k + 8), vh, a2h);
+        a3l = _mm256_fmadd_ps(_mm256_loadu_ps(wp[3] + k), vl, a3l);
+        a3h = _mm256_fmadd_ps(_mm256_loadu_ps(wp[3] + k + 8), vh, a3h);
+    }
+    _mm256_store_ps(acc[0][t].v, a0l); _mm256_store_ps(acc[0][t].v + 8, a0h);
+    _mm256_store_ps(acc[1][t].v, a1l); _mm256_store_ps(acc[1][t].v + 8, a1h);
+    _mm256_store_ps(acc[2][t].v, a2l); _mm256_store_ps(acc[2][t].v + 8, a2h);
+    _mm256_store_ps(acc[3][t].v, a3l); _mm256_store_ps(acc[3][t].v + 8, a3h);
+}
+
+static inline void k1x1(const float *w, const float *x0, lanes16 *acc, size_t kv)
+{
+    __m256 al = _mm256_load_ps(acc->v), ah = _mm256_load_ps(acc->v + 8);
+    for (size_t k = 0; k < kv; k += 16) {
+        al = _mm256_fmadd_ps(_mm256_loadu_ps(w + k), _mm256_loadu_ps(x0 + k), al);
+        ah = _mm256_fmadd_ps(_mm256_loadu_ps(w + k + 8), _mm256_loadu_ps(x0 + k + 8), ah);
+    }
+    _mm256_store_ps(acc->v, al);
+    _mm256_store_ps(acc->v + 8, ah);
+}
+
 static void lanes_update(const float *const *wp, int nr, const float *x, size_t ldx,
                          size_t ntb, lanes16 (*acc)[TB], size_t kv)
 {
     for (size_t t = 0; t < ntb; t++) {
         const float *x0 = x + t * ldx;
-        if (nr == RB) {
-            __m256 a0l = _mm256_load_ps(acc[0][t].v), a0h = _mm256_load_ps(acc[0][t].v + 8);
-            __m256 a1l = _mm256_load_ps(acc[1][t].v), a1h = _mm256_load_ps(acc[1][t].v + 8);
-            __m256 a2l = _mm256_load_ps(acc[2][t].v), a2h = _mm256_load_ps(acc[2][t].v + 8);
-            __m256 a3l = _mm256_load_ps(acc[3][t].v), a3h = _mm256_load_ps(acc[3][t].v + 8);
-            for (size_t k = 0; k < kv; k += 16) {
-                __m256 vl = _mm256_loadu_ps(x0 + k), vh = _mm256_loadu_ps(x0 + k + 8);
-                a0l = _mm256_fmadd_ps(_mm256_loadu_ps(wp[0] + k), vl, a0l);
-                a0h = _mm256_fmadd_ps(_mm256_loadu_ps(wp[0] + k + 8), vh, a0h);
-                a1l = _mm256_fmadd_ps(_mm256_loadu_ps(wp[1] + k), vl, a1l);
-                a1h = _mm256_fmadd_ps(_mm256_loadu_ps(wp[1] + k + 8), vh, a1h);
-                a2l = _mm256_fmadd_ps(_mm256_loadu_ps(wp[2] + k), vl, a2l);
-                a2h = _mm256_fmadd_ps(_mm256_loadu_ps(wp[2] + k + 8), vh, a2h);
-                a3l = _mm256_fmadd_ps(_mm256_loadu_ps(wp[3] + k), vl, a3l);
-                a3h = _mm256_fmadd_ps(_mm256_loadu_ps(wp[3] + k + 8), vh, a3h);
-            }
-            _mm256_store_ps(acc[0][t].v, a0l); _mm256_store_ps(acc[0][t].v + 8, a0h);
-            _mm256_store_ps(acc[1][t].v, a1l); _mm256_store_ps(acc[1][t].v + 8, a1h);
-            _mm256_store_ps(acc[2][t].v, a2l); _mm256_store_ps(acc[2][t].v + 8, a2h);
-            _mm256_store_ps(acc[3][t].v, a3l); _mm256_store_ps(acc[3][t].v + 8, a3h);
-        } else {
-            for (int i = 0; i < nr; i++) {
-                __m256 al = _mm256_load_ps(acc[i][t].v), ah = _mm256_load_ps(acc[i][t].v + 8);
-                for (size_t k = 0; k < kv; k += 16) {
-                    al = _mm256_fmadd_ps(_mm256_loadu_ps(wp[i] + k), _mm256_loadu_ps(x0 + k), al);
-                    ah = _mm256_fmadd_ps(_mm256_loadu_ps(wp[i] + k + 8),
-                                         _mm256_loadu_ps(x0 + k + 8), ah);
-                }
-                _mm256_store_ps(acc[i][t].v, al);
-                _mm256_store_ps(acc[i][t].v + 8, ah);
-            }
-        }
+        int i = 0;
+        for (; i + 4 <= nr; i += 4) k4x1(wp + i, x0, acc + i, t, kv);
+        for (; i < nr; i++) k1x1(wp[i], x0, &acc[i][t], kv);
     }
 }
 #else
@@ -308,7 +367,7 @@ void eng_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n,
                 const size_t kn = n - k0 < KC ? n - k0 : KC;
                 const float *wp[RB];
                 for (int i = 0; i < nr; i++) {
-                    if (type == ENG_TYPE_F32) {
+                    if (type == ENG_TYPE_F32 && ((uintptr_t)rows[i] & 3) == 0) {
                         wp[i] = (const float *)(const void *)(rows[i] + k0 * sizeof(float));
                     } else {
                         deq(rows[i] + (k0 / be) * bb, buf[i], kn / be);

@@ -70,6 +70,14 @@ const char *eng_type_name(uint32_t type);
  * -EOVERFLOW if the size does not fit in size_t. n_elems = 0 gives 0 bytes. */
 int eng_row_bytes(uint32_t type, uint64_t n_elems, size_t *ret_bytes);
 
+/* eng_row_bytes with a message for the user, for loaders: on failure sets err (may be
+ * NULL) to e.g. "tensor blk.0.attn_q.weight: unsupported weight type IQ2_XXS (16)" or
+ * "tensor ...: row length 100 is not a multiple of the Q4_0 block size 32", and returns
+ * the code. tensor may be NULL ("tensor ?"). */
+struct eng_error;
+int eng_tensor_row_bytes(uint32_t type, uint64_t n_elems, const char *tensor,
+                         struct eng_error *err, size_t *ret_bytes);
+
 /* Dequantizes one row (n elements, a multiple of block_elems) of a supported type into
  * dst. Precondition (asserted): supported type, n a multiple of the block size. */
 void eng_dequant_row(uint32_t type, const void *src, float *dst, size_t n);
@@ -81,8 +89,10 @@ float eng_dot_row(uint32_t type, const void *row, const float *x, size_t n);
 /* Matrix kernel for the forward pass: for rows r in [r0, r1) and tokens t in [0, nt):
  *   y[t*ldy + r] = dot(W row r, x + t*ldx)
  * W row r starts at (const char *)w + r*row_bytes; rows have n elements. Each weight block
- * is dequantized once per group of up to 64 tokens and used for all of them. Threads may
- * call it concurrently on disjoint [r0, r1) ranges. Preconditions as eng_dequant_row. */
+ * is dequantized once per group of up to 64 tokens and used for all of them (rows are
+ * taken 8 at a time, K in chunks of 256). Uses about 48 KB of stack and no heap. Threads
+ * may call it concurrently on disjoint [r0, r1) ranges (or disjoint y). Preconditions as
+ * eng_dequant_row; x rows need n readable floats, no alignment. */
 void eng_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n,
                      const float *x, size_t ldx, size_t nt, float *y, size_t ldy,
                      size_t r0, size_t r1);

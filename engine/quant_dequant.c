@@ -8,10 +8,91 @@
 #include <immintrin.h>
 #endif
 
+/* The reference rounds every product before adding: never fuse here. (GCC does not
+ * contract in ISO C mode, -std=c11, which the build uses; the products and sums are also
+ * written as separate statements.) */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 /* The 16 non-uniform levels of IQ4_NL / IQ4_XS. */
 static const int8_t iq4_levels[16] = {
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 };
+
+#if defined(__AVX2__)
+/* 16 int8 lanes -> 16 floats, each (float)q * d. */
+static inline void v16_mul(float *y, __m128i q, __m256 d)
+{
+#if defined(__AVX512F__)
+    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    _mm512_storeu_ps(y, _mm512_mul_ps(a, _mm512_broadcast_f32x8(d)));
+#else
+    __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+    _mm256_storeu_ps(y, _mm256_mul_ps(a, d));
+    _mm256_storeu_ps(y + 8, _mm256_mul_ps(b, d));
+#endif
+}
+
+/* 16 int8 lanes -> (float)q * d + m (rounded product, then the sum). */
+static inline void v16_mul_add(float *y, __m128i q, __m256 d, __m256 m)
+{
+#if defined(__AVX512F__)
+    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    __m512 p = _mm512_mul_ps(a, _mm512_broadcast_f32x8(d));
+    _mm512_storeu_ps(y, _mm512_add_ps(p, _mm512_broadcast_f32x8(m)));
+#else
+    __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+    _mm256_storeu_ps(y, _mm256_add_ps(_mm256_mul_ps(a, d), m));
+    _mm256_storeu_ps(y + 8, _mm256_add_ps(_mm256_mul_ps(b, d), m));
+#endif
+}
+
+/* 16 int8 lanes -> (float)q * d - m. */
+static inline void v16_mul_sub(float *y, __m128i q, __m256 d, __m256 m)
+{
+#if defined(__AVX512F__)
+    __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+    __m512 p = _mm512_mul_ps(a, _mm512_broadcast_f32x8(d));
+    _mm512_storeu_ps(y, _mm512_sub_ps(p, _mm512_broadcast_f32x8(m)));
+#else
+    __m256 a = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+    __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
+    _mm256_storeu_ps(y, _mm256_sub_ps(_mm256_mul_ps(a, d), m));
+    _mm256_storeu_ps(y + 8, _mm256_sub_ps(_mm256_mul_ps(b, d), m));
+#endif
+}
+
+static inline __m128i v_lo128(__m256i v) { return _mm256_castsi256_si128(v); }
+static inline __m128i v_hi128(__m256i v) { return _mm256_extracti128_si256(v, 1); }
+
+/* 16 bytes of nibble pairs -> 32 bytes: low nibbles (elements 0..15), then high nibbles. */
+static inline __m256i v_nibbles(const uint8_t *qs)
+{
+    const __m128i b = _mm_loadu_si128((const __m128i *)qs), m4 = _mm_set1_epi8(0x0F);
+    __m128i lo = _mm_and_si128(b, m4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/* 32 bits -> 32 bytes: byte i is 0x10 when bit i is set, else 0. */
+static inline __m256i v_bit4(uint32_t bits)
+{
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                          2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+static inline __m256i v_iq4_table(void)
+{
+    __m128i t = _mm_loadu_si128((const __m128i *)iq4_levels);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(t), t, 1);
+}
+#endif
 
 /* ---- plain float formats */
 
@@ -49,10 +130,17 @@ static void deq_q4_0(const uint8_t *b, float *y, size_t nblk)
     for (size_t i = 0; i < nblk; i++, b += 18, y += 32) {
         const float d = qi_f16(b);
         const uint8_t *qs = b + 2;
+#if defined(__AVX2__)
+        __m256i q = _mm256_sub_epi8(v_nibbles(qs), _mm256_set1_epi8(8));
+        __m256 vd = _mm256_set1_ps(d);
+        v16_mul(y, v_lo128(q), vd);
+        v16_mul(y + 16, v_hi128(q), vd);
+#else
         for (int j = 0; j < 16; j++) {
             y[j] = (float)((qs[j] & 0x0F) - 8) * d;
             y[j + 16] = (float)((qs[j] >> 4) - 8) * d;
         }
+#endif
     }
 }
 
@@ -62,12 +150,19 @@ static void deq_q4_1(const uint8_t *b, float *y, size_t nblk)
     for (size_t i = 0; i < nblk; i++, b += 20, y += 32) {
         const float d = qi_f16(b), m = qi_f16(b + 2);
         const uint8_t *qs = b + 4;
+#if defined(__AVX2__)
+        __m256i q = v_nibbles(qs);
+        __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+        v16_mul_add(y, v_lo128(q), vd, vm);
+        v16_mul_add(y + 16, v_hi128(q), vd, vm);
+#else
         for (int j = 0; j < 16; j++) {
             float p0 = (float)(qs[j] & 0x0F) * d;
             float p1 = (float)(qs[j] >> 4) * d;
             y[j] = p0 + m;
             y[j + 16] = p1 + m;
         }
+#endif
     }
 }
 
@@ -79,12 +174,20 @@ static void deq_q5_0(const uint8_t *b, float *y, size_t nblk)
         const float d = qi_f16(b);
         const uint32_t qh = qi_rd32(b + 2);
         const uint8_t *qs = b + 6;
+#if defined(__AVX2__)
+        __m256i q = _mm256_or_si256(v_nibbles(qs), v_bit4(qh));
+        q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        __m256 vd = _mm256_set1_ps(d);
+        v16_mul(y, v_lo128(q), vd);
+        v16_mul(y + 16, v_hi128(q), vd);
+#else
         for (int j = 0; j < 16; j++) {
             int h0 = (int)((qh >> j) & 1u) << 4;
             int h1 = (int)((qh >> (j + 16)) & 1u) << 4;
             y[j] = (float)(((qs[j] & 0x0F) | h0) - 16) * d;
             y[j + 16] = (float)(((qs[j] >> 4) | h1) - 16) * d;
         }
+#endif
     }
 }
 
@@ -95,6 +198,13 @@ static void deq_q5_1(const uint8_t *b, float *y, size_t nblk)
         const float d = qi_f16(b), m = qi_f16(b + 2);
         const uint32_t qh = qi_rd32(b + 4);
         const uint8_t *qs = b + 8;
+#if defined(__AVX2__)
+        __m256i q = _mm256_or_si256(v_nibbles(qs), v_bit4(qh));
+        __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+        v16_mul_add(y, v_lo128(q), vd, vm);
+        v16_mul_add(y + 16, v_hi128(q), vd, vm);
+        continue;
+#endif
         for (int j = 0; j < 16; j++) {
             int h0 = (int)((qh >> j) & 1u) << 4;
             int h1 = (int)((qh >> (j + 16)) & 1u) << 4;
@@ -131,6 +241,13 @@ static void deq_iq4_nl(const uint8_t *b, float *y, size_t nblk)
     for (size_t i = 0; i < nblk; i++, b += 18, y += 32) {
         const float d = qi_f16(b);
         const uint8_t *qs = b + 2;
+#if defined(__AVX2__)
+        __m256i q = _mm256_shuffle_epi8(v_iq4_table(), v_nibbles(qs));
+        __m256 vd = _mm256_set1_ps(d);
+        v16_mul(y, v_lo128(q), vd);
+        v16_mul(y + 16, v_hi128(q), vd);
+        continue;
+#endif
         for (int j = 0; j < 16; j++) {
             y[j] = d * (float)iq4_levels[qs[j] & 0x0F];
             y[j + 16] = d * (float)iq4_levels[qs[j] >> 4];
@@ -152,6 +269,17 @@ static void deq_q2_k(const uint8_t *b, float *y, size_t nblk)
         const float d = qi_f16(b + 80), dmin = qi_f16(b + 82);
         int is = 0;
         for (int half = 0; half < 2; half++, qs += 32) {
+#if defined(__AVX2__)
+            __m256i qb = _mm256_loadu_si256((const __m256i *)qs);
+            for (int s = 0; s < 4; s++, y += 32, is += 2) {
+                __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * s), _mm256_set1_epi8(3));
+                v16_mul_sub(y, v_lo128(q), _mm256_set1_ps(d * (float)(sc[is] & 0x0F)),
+                            _mm256_set1_ps(dmin * (float)(sc[is] >> 4)));
+                v16_mul_sub(y + 16, v_hi128(q), _mm256_set1_ps(d * (float)(sc[is + 1] & 0x0F)),
+                            _mm256_set1_ps(dmin * (float)(sc[is + 1] >> 4)));
+            }
+            continue;
+#endif
             for (int s = 0; s < 4; s++) {
                 int shift = 2 * s;
                 for (int part = 0; part < 2; part++, is++) {
@@ -188,6 +316,19 @@ static void deq_q3_k(const uint8_t *b, float *y, size_t nblk)
         int is = 0;
         unsigned bit = 0;
         for (int half = 0; half < 2; half++, qs += 32) {
+#if defined(__AVX2__)
+            __m256i qb = _mm256_loadu_si256((const __m256i *)qs);
+            __m256i hb = _mm256_loadu_si256((const __m256i *)hm);
+            for (int s = 0; s < 4; s++, bit++, y += 32, is += 2) {
+                __m256i q = _mm256_and_si256(_mm256_srli_epi16(qb, 2 * s), _mm256_set1_epi8(3));
+                __m256i m = _mm256_set1_epi8((char)(1u << bit));
+                __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(hb, m), _mm256_setzero_si256());
+                q = _mm256_sub_epi8(q, _mm256_and_si256(clear, _mm256_set1_epi8(4)));
+                v16_mul(y, v_lo128(q), _mm256_set1_ps(d * (float)scales[is]));
+                v16_mul(y + 16, v_hi128(q), _mm256_set1_ps(d * (float)scales[is + 1]));
+            }
+            continue;
+#endif
             for (int s = 0; s < 4; s++, bit++) {
                 int shift = 2 * s;
                 for (int part = 0; part < 2; part++, is++) {
@@ -230,6 +371,22 @@ static void deq_q4_k(const uint8_t *b, float *y, size_t nblk)
             const float d1 = d * (float)sc, m1 = dmin * (float)mn;
             kq_scale_min(2 * g + 1, sb, &sc, &mn);
             const float d2 = d * (float)sc, m2 = dmin * (float)mn;
+#if defined(__AVX2__)
+            {
+                const __m256i m4 = _mm256_set1_epi8(0x0F);
+                __m256i qb = _mm256_loadu_si256((const __m256i *)qs);
+                __m256i lo = _mm256_and_si256(qb, m4);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4);
+                __m256 vd1 = _mm256_set1_ps(d1), vm1 = _mm256_set1_ps(m1);
+                __m256 vd2 = _mm256_set1_ps(d2), vm2 = _mm256_set1_ps(m2);
+                v16_mul_sub(y, v_lo128(lo), vd1, vm1);
+                v16_mul_sub(y + 16, v_hi128(lo), vd1, vm1);
+                v16_mul_sub(y + 32, v_lo128(hi), vd2, vm2);
+                v16_mul_sub(y + 48, v_hi128(hi), vd2, vm2);
+                y += 64;
+                continue;
+            }
+#endif
             for (int l = 0; l < 32; l++) {
                 float p = d1 * (float)(qs[l] & 0x0F);
                 y[l] = p - m1;
@@ -257,6 +414,25 @@ static void deq_q5_k(const uint8_t *b, float *y, size_t nblk)
             const float d1 = d * (float)sc, m1 = dmin * (float)mn;
             kq_scale_min(2 * g + 1, sb, &sc, &mn);
             const float d2 = d * (float)sc, m2 = dmin * (float)mn;
+#if defined(__AVX2__)
+            {
+                const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+                __m256i qb = _mm256_loadu_si256((const __m256i *)qs);
+                __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+                __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * g), one), 4);
+                __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * g + 1), one), 4);
+                __m256i lo = _mm256_or_si256(_mm256_and_si256(qb, m4), h0);
+                __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4), h1);
+                __m256 vd1 = _mm256_set1_ps(d1), vm1 = _mm256_set1_ps(m1);
+                __m256 vd2 = _mm256_set1_ps(d2), vm2 = _mm256_set1_ps(m2);
+                v16_mul_sub(y, v_lo128(lo), vd1, vm1);
+                v16_mul_sub(y + 16, v_hi128(lo), vd1, vm1);
+                v16_mul_sub(y + 32, v_lo128(hi), vd2, vm2);
+                v16_mul_sub(y + 48, v_hi128(hi), vd2, vm2);
+                y += 64;
+                continue;
+            }
+#endif
             for (int l = 0; l < 32; l++) {
                 int q = (qs[l] & 0x0F) | (((qh[l] >> (2 * g)) & 1) << 4);
                 float p = d1 * (float)q;
@@ -286,6 +462,28 @@ static void deq_q6_k(const uint8_t *b, float *y, size_t nblk)
         const int8_t *sc = (const int8_t *)(b + 192);
         const float d = qi_f16(b + 208);
         for (int h = 0; h < 2; h++, ql += 64, qh += 32, sc += 8, y += 128) {
+#if defined(__AVX2__)
+            const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3);
+            const __m256i o32 = _mm256_set1_epi8(32);
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(hb, m3), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m3), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m3), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m3), 4));
+            for (int k = 0; k < 4; k++) {
+                __m256i qk = _mm256_sub_epi8(q[k], o32);
+                v16_mul(y + 32 * k, v_lo128(qk), _mm256_set1_ps(d * (float)sc[2 * k]));
+                v16_mul(y + 32 * k + 16, v_hi128(qk), _mm256_set1_ps(d * (float)sc[2 * k + 1]));
+            }
+            continue;
+#endif
             for (int l = 0; l < 32; l++) {
                 int is = l / 16;
                 int q1 = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
@@ -314,6 +512,13 @@ static void deq_iq4_xs(const uint8_t *b, float *y, size_t nblk)
         for (int k = 0; k < 8; k++, qs += 16, y += 32) {
             int ls = ((sl[k / 2] >> (4 * (k % 2))) & 0x0F) | (int)(((sh >> (2 * k)) & 3) << 4);
             const float dl = d * (float)(ls - 32);
+#if defined(__AVX2__)
+            __m256i q = _mm256_shuffle_epi8(v_iq4_table(), v_nibbles(qs));
+            __m256 vd = _mm256_set1_ps(dl);
+            v16_mul(y, v_lo128(q), vd);
+            v16_mul(y + 16, v_hi128(q), vd);
+            continue;
+#endif
             for (int j = 0; j < 16; j++) {
                 y[j] = dl * (float)iq4_levels[qs[j] & 0x0F];
                 y[j + 16] = dl * (float)iq4_levels[qs[j] >> 4];

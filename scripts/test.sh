@@ -53,7 +53,7 @@ fi
 
 if [[ ${LLAMAD_TEST_FUZZ:-1} != 0 ]] && command -v clang >/dev/null; then
   test_args=(--suite fuzz)
-  run_build fuzz CC=clang -- --buildtype=debugoptimized -Dfuzz=true -Db_lundef=false
+  run_build fuzz CC=clang -- --buildtype=debugoptimized -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
   test_args=()
 fi
 
