@@ -397,6 +397,14 @@ static void handle_message(conn *c, const Llamad__V1__ClientMessage *m)
         return;
     }
     uint64_t rid = m->request_id;
+    if (find_req_rid(c, rid) != NULL) {
+        /* every request, a Cancel too, has an id of its own that is not in flight */
+        sched_job_free(job);
+        snprintf(msg, sizeof msg, "request_id %llu is already in flight on this connection",
+                 (unsigned long long)rid);
+        send_error(c, rid, E(DUPLICATE_REQUEST_ID), msg);
+        return;
+    }
     switch (m->body_case) {
     case LLAMAD__V1__CLIENT_MESSAGE__BODY_HELLO:
         reply_hello(c, m);
@@ -425,13 +433,6 @@ static void handle_message(conn *c, const Llamad__V1__ClientMessage *m)
     if (s->draining) {
         sched_job_free(job);
         send_error(c, rid, E(SHUTTING_DOWN), "the server is shutting down");
-        return;
-    }
-    if (find_req_rid(c, rid) != NULL) {
-        sched_job_free(job);
-        snprintf(msg, sizeof msg, "request_id %llu is already in flight on this connection",
-                 (unsigned long long)rid);
-        send_error(c, rid, E(DUPLICATE_REQUEST_ID), msg);
         return;
     }
     if (c->n_reqs >= s->cfg->max_requests_per_connection) {

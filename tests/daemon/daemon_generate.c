@@ -3,6 +3,7 @@
  * they produce alone, cancel and disconnect mid-stream, queue overflow, and KV cache
  * exhaustion (preemption) where every request still completes with its own tokens. */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,17 @@ static void test_cancel_disconnect_overload(void)
     Llamad__V1__ServerMessage *m = dh_recv(&c);
     CHECK(m != NULL && m->body_case == LLAMAD__V1__SERVER_MESSAGE__BODY_TOKEN_CHUNK);
     proto_server_free(m);
+    /* a Cancel must have an id of its own: one in flight is a duplicate */
+    dh_send_cancel(&c, 1, 1);
+    for (;;) {
+        m = dh_recv(&c);
+        CHECK(m != NULL && m->request_id == 1);
+        bool err = m->body_case == LLAMAD__V1__SERVER_MESSAGE__BODY_ERROR;
+        if (err) CHECK_EQ_INT(m->error->code, E(DUPLICATE_REQUEST_ID));
+        else CHECK_EQ_INT(m->body_case, LLAMAD__V1__SERVER_MESSAGE__BODY_TOKEN_CHUNK);
+        proto_server_free(m);
+        if (err) break;
+    }
     dh_send_cancel(&c, 2, 1);
     for (;;) {
         m = dh_recv(&c);

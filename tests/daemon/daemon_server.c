@@ -1,6 +1,7 @@
 /* Starts the real llamad on temporary sockets and speaks frames to it: Hello, Status,
  * ListModels, request errors, bad frames, limits, socket handling, SIGTERM. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -313,6 +314,101 @@ static void test_sigterm_drain(const char *m1)
     CHECK_EQ_INT(dh_wait(d.pid), 0);
 }
 
+/* max-connections, journald-style log lines, SIGHUP reload of the config file */
+static void test_limits_log_reload(const char *m1)
+{
+    char model1[300];
+    snprintf(model1, sizeof model1, "tiny=%s", m1);
+    char conf[512], logpath[512];
+    snprintf(conf, sizeof conf, "%s/reload.conf", tu_tmpdir());
+    snprintf(logpath, sizeof logpath, "%s/reload.log", tu_tmpdir());
+    FILE *f = fopen(conf, "w");
+    CHECK(f != NULL);
+    fprintf(f, "model = %s\nkv-cache-mib = 2\nthreads = 1\nmax-connections = 1\nmax-tokens = 50\n", model1);
+    fclose(f);
+
+    dh_daemon d;
+    dh_sock_path(d.sock, sizeof d.sock, "reload.sock");
+    /* stderr to a file, as journald would get it */
+    int saved = dup(2);
+    int lfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    CHECK(saved >= 0 && lfd >= 0);
+    dup2(lfd, 2);
+    setenv("JOURNAL_STREAM", "8:12345", 1);
+    const char *args[] = {"--config", conf, NULL};
+    dh_start(&d, llamad, args);
+    unsetenv("JOURNAL_STREAM");
+    dup2(saved, 2);
+    close(saved);
+    close(lfd);
+
+    dh_conn c;
+    Llamad__V1__ServerMessage *m;
+    for (int tries = 0;; tries++) {
+        /* dh_start's probe connection may still count for a moment */
+        CHECK(tries < 10000);
+        dh_connect(&c, d.sock);
+        dh_send_hello(&c, 1);
+        m = dh_recv(&c);
+        if (m != NULL && m->body_case == LLAMAD__V1__SERVER_MESSAGE__BODY_HELLO) break;
+        CHECK(m == NULL || (m->body_case == LLAMAD__V1__SERVER_MESSAGE__BODY_ERROR && m->error->code == E(OVERLOADED)));
+        proto_server_free(m);
+        dh_close(&c);
+        usleep(1000);
+    }
+    proto_server_free(m);
+    /* a second connection is over max-connections = 1: OVERLOADED, then closed */
+    dh_conn c2;
+    dh_connect(&c2, d.sock);
+    dh_expect_error(&c2, 0, E(OVERLOADED));
+    CHECK(dh_recv(&c2) == NULL);
+    dh_close(&c2);
+
+    /* max-tokens = 50 refuses 60 ... */
+    uint32_t bos[] = {1};
+    dh_gen g = {.ids = bos, .n_ids = 1, .max_tokens = 60, .has_temperature = true};
+    dh_send_generate(&c, 2, &g);
+    dh_expect_error(&c, 2, E(INVALID_PARAMETER));
+    /* ... until the file says 100 and SIGHUP reloads it */
+    f = fopen(conf, "w");
+    CHECK(f != NULL);
+    fprintf(f, "model = %s\nkv-cache-mib = 2\nthreads = 1\nmax-connections = 1\nmax-tokens = 100\n", model1);
+    fclose(f);
+    CHECK(kill(d.pid, SIGHUP) == 0);
+    for (uint64_t rid = 3;; rid++) {
+        CHECK_MSG(rid < 100000, "SIGHUP did not reload max-tokens");
+        dh_send_generate(&c, rid, &g);
+        dh_result r = {.rid = rid};
+        dh_collect(&c, &r, 1);
+        if (r.error == 0) {
+            CHECK_EQ_INT(r.n_ids, 60);
+            break;
+        }
+        CHECK_EQ_INT(r.error, E(INVALID_PARAMETER));
+        usleep(2000);
+    }
+    dh_close(&c);
+    CHECK_EQ_INT(dh_stop(&d), 0);
+
+    /* every log line carries a journald priority prefix (<6> info, <4> warning, ...) */
+    size_t len;
+    char *log = tu_read_file(logpath, &len);
+    CHECK(len > 0);
+    int lines = 0;
+    for (char *line = log; *line; lines++) {
+        CHECK_MSG(line[0] == '<' && line[1] >= '0' && line[1] <= '7' && line[2] == '>', "log line without a priority: %.80s",
+                  line);
+        char *nl = strchr(line, '\n');
+        if (nl == NULL) break;
+        line = nl + 1;
+    }
+    CHECK(lines >= 3);
+    CHECK(strstr(log, "<6>ready") != NULL);
+    CHECK(strstr(log, "<4>connection from pid") != NULL); /* the refused second connection */
+    CHECK(strstr(log, "SIGHUP") != NULL);
+    free(log);
+}
+
 int main(int argc, char **argv)
 {
     CHECK_MSG(argc == 2, "usage: daemon_server LLAMAD");
@@ -325,6 +421,7 @@ int main(int argc, char **argv)
     test_basics(m1copy, m2);
     test_stale_socket(m1copy);
     test_sigterm_drain(m1copy);
+    test_limits_log_reload(m1copy);
     printf("daemon_server: ok\n");
     return 0;
 }
