@@ -723,7 +723,28 @@ static size_t utf8_char_len(const unsigned char *b, size_t n)
     return need;
 }
 
-/* Emits text as valid UTF-8: each byte that does not start a valid character becomes U+FFFD. */
+/* Length of the maximal subpart of an ill-formed sequence at b (>= 1): a valid lead byte
+ * followed by the continuation bytes that could still complete it is replaced by one U+FFFD
+ * (the Unicode / WHATWG convention). */
+static size_t utf8_invalid_len(const unsigned char *b, size_t n)
+{
+    unsigned char c = b[0];
+    size_t need;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) need = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+    else if (c >= 0xF0 && c <= 0xF4) need = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+    else return 1;
+    size_t k = 1;
+    while (k < need && k < n) {
+        unsigned char d = b[k];
+        if (k == 1 ? (d < lo || d > hi) : (d & 0xC0) != 0x80) break;
+        k++;
+    }
+    return k;
+}
+
+/* Emits text as valid UTF-8: each maximal ill-formed subpart becomes U+FFFD. */
 static void emit_text(sched *s, seq *q, const char *text, size_t len)
 {
     const unsigned char *p = (const unsigned char *)text;
@@ -736,7 +757,7 @@ static void emit_text(sched *s, seq *q, const char *text, size_t len)
         }
         emit_raw(s, q, text + start, i - start);
         emit_raw(s, q, "\xEF\xBF\xBD", 3);
-        i++;
+        i += utf8_invalid_len(p + i, len - i);
         start = i;
     }
     emit_raw(s, q, text + start, len - start);
