@@ -256,6 +256,10 @@ static void pump(sched *s, bool (*pred)(void *), void *arg)
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += 60;
     for (;;) {
+        /* read the wake count before taking the events, so that no wake-up is missed */
+        pthread_mutex_lock(&wake_lock);
+        int seen = wake_count;
+        pthread_mutex_unlock(&wake_lock);
         sched_event *ev = sched_poll_events(s);
         while (ev) {
             sched_event *nx = ev->next;
@@ -295,10 +299,9 @@ static void pump(sched *s, bool (*pred)(void *), void *arg)
         }
         if (pred(arg)) return;
         pthread_mutex_lock(&wake_lock);
-        int seen = wake_count;
         while (wake_count == seen) {
             int rc = pthread_cond_timedwait(&wake_cond, &wake_lock, &dl);
-            CHECK_MSG(rc == 0, "no scheduler event within 60 s");
+            CHECK_MSG(rc == 0, "no scheduler event within 60 s (%d)", rc);
         }
         pthread_mutex_unlock(&wake_lock);
     }
