@@ -1040,10 +1040,14 @@ int srv_run(srv_config *cfg, sched_backend *be, int argc, char **argv)
     s->limits.max_prompt_tokens = cfg->max_prompt_tokens;
     s->limits.max_tokens = cfg->max_tokens;
     s->limits.timeout_s = cfg->timeout_s;
-    s->high_water = (size_t)1 << 20;
-    s->low_water = (size_t)256 << 10;
+    /* A connection's unsent output: above high_water its sequences and its reading pause,
+     * below low_water they resume; above hard_limit (a client that stopped reading while big
+     * replies were already on their way) it is dropped. */
+    s->high_water = (size_t)2 * (size_t)cfg->max_frame_bytes;
+    if (s->high_water < ((size_t)64 << 10)) s->high_water = (size_t)64 << 10;
+    s->low_water = s->high_water / 4;
     s->hard_limit = (size_t)64 << 20;
-    if (s->hard_limit < (size_t)cfg->max_frame_bytes * 4) s->hard_limit = (size_t)cfg->max_frame_bytes * 4;
+    if (s->hard_limit < (size_t)cfg->max_frame_bytes * 8) s->hard_limit = (size_t)cfg->max_frame_bytes * 8;
 
     signal(SIGPIPE, SIG_IGN);
     if (uv_loop_init(&s->loop) != 0) goto out_free;

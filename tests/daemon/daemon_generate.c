@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dh.h"
@@ -362,6 +363,50 @@ static void test_cancel_disconnect_overload(void)
     CHECK_EQ_INT(dh_stop(&d), 0);
 }
 
+/* A client that does not read: its streams pause (the daemon's memory does not grow with the
+ * unsent output) and resume when it reads again, and every stream completes intact. */
+static void test_slow_reader(void)
+{
+    char logpath[512];
+    snprintf(logpath, sizeof logpath, "%s/slow.log", tu_tmpdir());
+    dh_daemon d;
+    const char *extra[] = {"--kv-cache-mib", "48", "--max-seqs", "16", "--max-tokens", "1000", "--max-frame-bytes", "4096",
+                           "--log-level", "debug", "--log-file", logpath, NULL};
+    start(&d, "slow.sock", extra);
+    dh_conn c;
+    dh_connect(&c, d.sock);
+    int small = 4096;
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    uint32_t bos[] = {1};
+    dh_gen g = {.model = "tiny", .ids = bos, .n_ids = 1, .max_tokens = 1000, .has_temperature = true};
+    for (int i = 0; i < 16; i++) dh_send_generate(&c, (uint64_t)(i + 1), &g);
+    /* wait, without reading, until the daemon says it paused this connection */
+    for (int i = 0;; i++) {
+        CHECK_MSG(i < 60000, "the daemon never paused the connection of a client that does not read");
+        size_t len;
+        char *log = tu_read_file(logpath, &len);
+        bool paused = strstr(log, ": paused (") != NULL;
+        free(log);
+        if (paused) break;
+        usleep(1000);
+    }
+    static dh_result rs[16];
+    for (int i = 0; i < 16; i++) rs[i] = (dh_result){.rid = (uint64_t)(i + 1)};
+    dh_collect(&c, rs, 16);
+    for (int i = 0; i < 16; i++) {
+        CHECK_EQ_INT(rs[i].error, 0);
+        CHECK_EQ_INT(rs[i].n_ids, 1000);
+        CHECK(memcmp(rs[i].ids, rs[0].ids, sizeof rs[0].ids[0] * 1000) == 0);
+        CHECK(strcmp(rs[i].text, rs[0].text) == 0);
+    }
+    dh_close(&c);
+    CHECK_EQ_INT(dh_stop(&d), 0);
+    size_t len;
+    char *log = tu_read_file(logpath, &len);
+    CHECK(strstr(log, ": resumed (client reads again)") != NULL);
+    free(log);
+}
+
 int main(int argc, char **argv)
 {
     CHECK_MSG(argc == 2, "usage: daemon_generate LLAMAD");
@@ -373,6 +418,7 @@ int main(int argc, char **argv)
     test_concurrent();
     test_preemption();
     test_cancel_disconnect_overload();
+    test_slow_reader();
     printf("daemon_generate: ok\n");
     return 0;
 }
