@@ -93,6 +93,7 @@ struct srv {
     uint64_t drain_deadline_ns;
     uint64_t finish_deadline_ns;
     int exit_code;
+    sched_stats final; /* the scheduler's counters when it stopped */
     /* models */
     int n_models;
     sched_model_info *minfo;
@@ -853,6 +854,7 @@ static void close_all_handles(srv *s)
     s->listening = false;
     /* the engine thread stops first: nothing may wake the loop's async handle after it closes */
     if (s->sched) {
+        sched_get_stats(s->sched, &s->final);
         sched_destroy(s->sched);
         s->sched = NULL;
     }
@@ -896,7 +898,6 @@ static void on_signal(uv_signal_t *h, int signum)
         srv_log_info("SIGHUP: log reopened; reloaded log-level, log-file, max-queue, max-connections, "
                      "max-frame-bytes (new connections), max-prompt-tokens, max-tokens, "
                      "max-requests-per-connection, timeout-s, grace-s, allow-uids, allow-gids");
-        notify("RELOADING=0");
         return;
     }
     begin_drain(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -1108,7 +1109,11 @@ int srv_run(srv_config *cfg, sched_backend *be, int argc, char **argv)
     uv_walk(&s->loop, close_walk, s);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     code = 0;
-    srv_log_info("stopped");
+    srv_log_info("stopped: served %llu generation(s); %llu tokens generated, %llu prompt tokens computed, "
+                 "%llu preemption(s), %llu steps",
+                 (unsigned long long)s->final.jobs_done, (unsigned long long)s->final.tokens_generated,
+                 (unsigned long long)s->final.tokens_prefilled, (unsigned long long)s->final.preemptions,
+                 (unsigned long long)s->final.steps);
 out_sched:
     if (s->sched) sched_destroy(s->sched);
     if (s->socket_created) unlink(cfg->socket_path);
