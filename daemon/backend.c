@@ -316,7 +316,7 @@ static int op_step(void *be, const sched_batch_entry *entries, int n_entries, ch
     return 0;
 }
 
-static int op_sample(void *be, int entry_index, int model, void *smp, int32_t *ret_tok)
+static int op_sample(void *be, int entry_index, int model, void *smp, int32_t *ret_tok, sched_token_lp *ret_lp)
 {
     engine_backend *b = be;
     be_model *m = &b->models[model];
@@ -327,6 +327,14 @@ static int op_sample(void *be, int entry_index, int model, void *smp, int32_t *r
     int rc = smp_sample(m->sampler, smp, row, &res, &err);
     if (rc != 0) return rc;
     smp_seq_accept(smp, res.token);
+    if (ret_lp != NULL) {
+        ret_lp->logprob = res.logprob;
+        ret_lp->n_top = res.n_top < SCHED_MAX_LOGPROBS ? res.n_top : SCHED_MAX_LOGPROBS;
+        for (int k = 0; k < ret_lp->n_top; k++) {
+            ret_lp->top_id[k] = res.top[k].id;
+            ret_lp->top_lp[k] = res.top[k].logprob;
+        }
+    }
     *ret_tok = res.token;
     return 0;
 }

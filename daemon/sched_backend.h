@@ -78,9 +78,10 @@ typedef struct sched_backend_ops {
                           void **ret_smp);
     void (*sampler_free)(void *be, void *smp);
     /* one forward pass over the batch; afterwards sample(i) picks the next token of entry i
-     * (which must have want_logits) and adds it to the penalty window */
+     * (which must have want_logits) and adds it to the penalty window; ret_lp (NULL unless
+     * the request wants logprobs) receives the log-probabilities (ids, values; not the text) */
     int (*step)(void *be, const sched_batch_entry *entries, int n_entries, char *err, size_t errlen);
-    int (*sample)(void *be, int entry_index, int model, void *smp, int32_t *ret_tok);
+    int (*sample)(void *be, int entry_index, int model, void *smp, int32_t *ret_tok, sched_token_lp *ret_lp);
 } sched_backend_ops;
 
 typedef struct sched_backend {

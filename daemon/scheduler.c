@@ -93,6 +93,7 @@ struct sched {
     int64_t prefix_lookup, prefix_hit;
     uint64_t paused_conns[256];
     int last_error_rc;
+    sched_token_lp lp_scratch;
     uint64_t step_no;
     char last_error[300];
     int n_paused_conns;
@@ -208,12 +209,17 @@ static sched_event *ev_get(sched *s)
     if (ev == NULL) {
         ev = malloc(sizeof *ev);
         if (ev == NULL) return NULL;
+        ev->lp = NULL;
+        ev->lp_text = NULL;
+        ev->lp_text_cap = 0;
     }
     /* clear the header fields, not the inline buffers */
     ev->next = NULL;
     ev->index = 0;
     ev->seed = 0;
     ev->big_offsets = NULL;
+    ev->n_lp = 0;
+    ev->lp_text_len = 0;
     ev->text_len = 0;
     ev->n_tokens = 0;
     ev->big_text = NULL;
@@ -781,6 +787,46 @@ static void note_token(sched *s, seq *q, int32_t tok)
     q->pending_ev->tokens[q->pending_ev->n_tokens++] = tok;
 }
 
+/* Adds the log-probabilities of the token note_token just added, with the text of the top
+ * alternatives. */
+static void note_logprobs(sched *s, seq *q, const sched_token_lp *src)
+{
+    sched_event *ev = q->pending_ev;
+    if (ev == NULL || ev->n_tokens == 0) return;
+    if (ev->lp == NULL) {
+        ev->lp = malloc(sizeof *ev->lp * SCHED_EV_TOKENS_CAP);
+        if (ev->lp == NULL) return;
+    }
+    /* entries line up with tokens: fill any gap left by an allocation failure */
+    while (ev->n_lp < ev->n_tokens - 1) {
+        memset(&ev->lp[ev->n_lp], 0, sizeof ev->lp[0]);
+        ev->n_lp++;
+    }
+    sched_token_lp *d = &ev->lp[ev->n_lp];
+    *d = *src;
+    for (int k = 0; k < d->n_top; k++) {
+        char piece[PIECE_CAP];
+        size_t pl = 0;
+        if (s->be->ops->token_text(s->be->impl, q->job->model, d->top_id[k], piece, sizeof piece, &pl) != 0) pl = 0;
+        if (ev->lp_text_len + pl > ev->lp_text_cap) {
+            size_t cap = ev->lp_text_cap ? ev->lp_text_cap * 2 : 1024;
+            while (cap < ev->lp_text_len + pl) cap *= 2;
+            char *n = realloc(ev->lp_text, cap);
+            if (n == NULL) {
+                pl = 0;
+            } else {
+                ev->lp_text = n;
+                ev->lp_text_cap = cap;
+            }
+        }
+        d->top_text_off[k] = (uint32_t)ev->lp_text_len;
+        d->top_text_len[k] = (uint32_t)pl;
+        if (pl) memcpy(ev->lp_text + ev->lp_text_len, piece, pl);
+        ev->lp_text_len += pl;
+    }
+    ev->n_lp++;
+}
+
 /* Adds a token's text; returns true when a stop string ended the sequence. */
 static bool add_text(sched *s, seq *q, const char *piece, size_t pl, bool final)
 {
@@ -1205,7 +1251,8 @@ static bool step(sched *s)
         ops->kv_commit(s->be->impl, q->slot, q->tokens, q->n_computed);
         if (!e->want_logits) continue;
         int32_t tok;
-        if (ops->sample(s->be->impl, i, q->job->model, q->smp, &tok) != 0) {
+        bool want_lp = q->job->sampling.logprobs > 0;
+        if (ops->sample(s->be->impl, i, q->job->model, q->smp, &tok, want_lp ? &s->lp_scratch : NULL) != 0) {
             list_remove(&s->running, q);
             seq_finish(s, q, SCHED_FINISH_ERROR);
             continue;
@@ -1222,6 +1269,7 @@ static bool step(sched *s)
         q->tokens[q->n_tokens++] = tok;
         q->n_generated++;
         note_token(s, q, tok);
+        if (want_lp) note_logprobs(s, q, &s->lp_scratch);
         char piece[PIECE_CAP];
         size_t pl = 0;
         if (ops->token_piece(s->be->impl, model, q->prev_tok, tok, piece, sizeof piece, &pl) != 0) pl = 0;
@@ -1372,12 +1420,16 @@ void sched_destroy(sched *s)
         free(ev->big_text);
         free(ev->big_tokens);
         free(ev->big_offsets);
+        free(ev->lp);
+        free(ev->lp_text);
         free(ev);
         ev = nx;
     }
     ev = s->ev_free;
     while (ev) {
         sched_event *nx = ev->next;
+        free(ev->lp);
+        free(ev->lp_text);
         free(ev);
         ev = nx;
     }

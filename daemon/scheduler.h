@@ -124,6 +124,17 @@ enum sched_event_type {
 
 #define SCHED_EV_TEXT_CAP 512
 #define SCHED_EV_TOKENS_CAP 32
+#define SCHED_MAX_LOGPROBS 20
+
+/* Log-probabilities of one sampled token (GenerateRequest.logprobs > 0). */
+typedef struct sched_token_lp {
+    float logprob;                      /* of the chosen token */
+    int n_top;
+    int32_t top_id[SCHED_MAX_LOGPROBS]; /* most likely first */
+    float top_lp[SCHED_MAX_LOGPROBS];
+    uint32_t top_text_off[SCHED_MAX_LOGPROBS]; /* text of top i: lp_text[off .. off+len) */
+    uint32_t top_text_len[SCHED_MAX_LOGPROBS];
+} sched_token_lp;
 
 typedef struct sched_event {
     struct sched_event *next;
@@ -137,6 +148,12 @@ typedef struct sched_event {
     size_t text_len;
     int32_t tokens[SCHED_EV_TOKENS_CAP];
     int n_tokens;
+    /* TOKENS with logprobs: one entry per token (n_lp == n_tokens), else n_lp == 0. The
+     * buffers belong to the pooled event and are reused. */
+    sched_token_lp *lp;
+    int n_lp;
+    char *lp_text;
+    size_t lp_text_len, lp_text_cap;
     char *big_text;     /* DETOKENIZED */
     size_t big_text_len;
     int32_t *big_tokens; /* TOKENIZED: ids; big_text holds their pieces back to back, */

@@ -641,6 +641,31 @@ static void handle_event(srv *s, sched_event *ev)
         tc.token_ids = ids;
         tc.text = text;
         tc.index = (uint32_t)ev->index;
+        /* the loop thread is the only user of these */
+        static Llamad__V1__TokenLogprob lps[SCHED_EV_TOKENS_CAP];
+        static Llamad__V1__TokenLogprob *lp_ptrs[SCHED_EV_TOKENS_CAP];
+        static Llamad__V1__TopLogprob tops[SCHED_EV_TOKENS_CAP][SCHED_MAX_LOGPROBS];
+        static Llamad__V1__TopLogprob *top_ptrs[SCHED_EV_TOKENS_CAP][SCHED_MAX_LOGPROBS];
+        if (ev->n_lp > 0 && ev->n_lp == ev->n_tokens) {
+            for (int i = 0; i < ev->n_lp; i++) {
+                const sched_token_lp *l = &ev->lp[i];
+                llamad__v1__token_logprob__init(&lps[i]);
+                lps[i].logprob = l->logprob;
+                for (int k = 0; k < l->n_top; k++) {
+                    llamad__v1__top_logprob__init(&tops[i][k]);
+                    tops[i][k].id = (uint32_t)l->top_id[k];
+                    tops[i][k].logprob = l->top_lp[k];
+                    tops[i][k].text.data = (uint8_t *)ev->lp_text + l->top_text_off[k];
+                    tops[i][k].text.len = l->top_text_len[k];
+                    top_ptrs[i][k] = &tops[i][k];
+                }
+                lps[i].n_top = (size_t)l->n_top;
+                lps[i].top = top_ptrs[i];
+                lp_ptrs[i] = &lps[i];
+            }
+            tc.n_logprobs = (size_t)ev->n_lp;
+            tc.logprobs = lp_ptrs;
+        }
         m.body_case = LLAMAD__V1__SERVER_MESSAGE__BODY_TOKEN_CHUNK;
         m.token_chunk = &tc;
         send_msg(c, &m);

@@ -206,8 +206,6 @@ static int validate_generate(const Llamad__V1__GenerateRequest *g, const srv_lim
     if (g->logprobs > SRV_MAX_LOGPROBS)
         return fail(msg, msglen, E(INVALID_PARAMETER), "logprobs must be between 0 and %d (got %u)",
                     SRV_MAX_LOGPROBS, g->logprobs);
-    if (g->logprobs > 0)
-        return fail(msg, msglen, E(INVALID_PARAMETER), "logprobs are not supported by this server yet");
     sp->logprobs = (int)g->logprobs;
     tmp.n_completions = 1;
     if (g->has_n_case) {

@@ -122,6 +122,50 @@ static void test_greedy_vectors(void)
         proto_server_free(m);
     }
 
+    /* logprobs: one entry per token, the greedy choice is the most likely, alternatives sorted */
+    {
+        Llamad__V1__ClientMessage cm = LLAMAD__V1__CLIENT_MESSAGE__INIT;
+        Llamad__V1__GenerateRequest gr = LLAMAD__V1__GENERATE_REQUEST__INIT;
+        Llamad__V1__TokenIds t = LLAMAD__V1__TOKEN_IDS__INIT;
+        t.n_ids = 1;
+        t.ids = bos;
+        gr.prompt_case = LLAMAD__V1__GENERATE_REQUEST__PROMPT_TOKENS;
+        gr.tokens = &t;
+        gr.has_max_tokens_case = LLAMAD__V1__GENERATE_REQUEST__HAS_MAX_TOKENS_MAX_TOKENS;
+        gr.max_tokens = 6;
+        gr.has_temperature_case = LLAMAD__V1__GENERATE_REQUEST__HAS_TEMPERATURE_TEMPERATURE;
+        gr.temperature = 0;
+        gr.logprobs = 3;
+        cm.request_id = 55;
+        cm.body_case = LLAMAD__V1__CLIENT_MESSAGE__BODY_GENERATE;
+        cm.generate = &gr;
+        dh_send(&c, &cm);
+        int seen = 0;
+        for (;;) {
+            Llamad__V1__ServerMessage *m = dh_recv(&c);
+            CHECK(m != NULL && m->request_id == 55);
+            if (m->body_case == LLAMAD__V1__SERVER_MESSAGE__BODY_GENERATE_DONE) {
+                proto_server_free(m);
+                break;
+            }
+            CHECK_EQ_INT(m->body_case, LLAMAD__V1__SERVER_MESSAGE__BODY_TOKEN_CHUNK);
+            const Llamad__V1__TokenChunk *tc = m->token_chunk;
+            CHECK_EQ_INT(tc->n_logprobs, tc->n_token_ids);
+            for (size_t k = 0; k < tc->n_logprobs; k++) {
+                const Llamad__V1__TokenLogprob *l = tc->logprobs[k];
+                CHECK_EQ_INT(l->n_top, 3);
+                CHECK_EQ_INT(l->top[0]->id, tc->token_ids[k]);
+                CHECK(l->logprob <= 0.0f && l->logprob == l->top[0]->logprob);
+                CHECK(l->top[0]->logprob >= l->top[1]->logprob && l->top[1]->logprob >= l->top[2]->logprob);
+                CHECK(l->top[0]->text.len > 0);
+                CHECK_EQ_INT(tc->token_ids[k], json_integer_value(json_array_get(ids, (size_t)seen)));
+                seen++;
+            }
+            proto_server_free(m);
+        }
+        CHECK_EQ_INT(seen, 6);
+    }
+
     /* a chat prompt for a model without a chat template is refused clearly */
     {
         Llamad__V1__ClientMessage cm = LLAMAD__V1__CLIENT_MESSAGE__INIT;

@@ -191,10 +191,18 @@ static int32_t script(uint64_t seed, int i)
     }
     return 'a' + 3 + (int)((seed + (uint64_t)i) % 26); /* never ends */
 }
-static int m_sample(void *be, int entry_index, int model, void *smp, int32_t *ret)
+static int m_sample(void *be, int entry_index, int model, void *smp, int32_t *ret, sched_token_lp *lp)
 {
     mock_smp *s = smp;
     *ret = script(s->seed, s->n++);
+    if (lp) {
+        lp->logprob = -0.5f;
+        lp->n_top = 2;
+        lp->top_id[0] = *ret;
+        lp->top_lp[0] = -0.5f;
+        lp->top_id[1] = 1; /* BOS: its text is "<s>" */
+        lp->top_lp[1] = -3.0f;
+    }
     return 0;
 }
 
@@ -231,6 +239,8 @@ typedef struct result {
     int tokenized[64];
     int n_tokenized;
     int chunks;
+    int n_lp;
+    bool lp_text_ok;
 } result;
 
 #define MAX_JOBS 64
@@ -273,6 +283,13 @@ static void pump(sched *s, bool (*pred)(void *), void *arg)
                 r->text[r->text_len] = '\0';
                 r->n_tokens += ev->n_tokens;
                 r->chunks++;
+                if (ev->n_lp > 0) {
+                    CHECK_EQ_INT(ev->n_lp, ev->n_tokens);
+                    r->n_lp += ev->n_lp;
+                    const sched_token_lp *l = &ev->lp[ev->n_lp - 1];
+                    r->lp_text_ok = l->n_top == 2 && l->top_text_len[1] == 3 &&
+                                    memcmp(ev->lp_text + l->top_text_off[1], "<s>", 3) == 0;
+                }
                 break;
             case SCHED_EV_DONE:
                 r->done[ev->index]++;
@@ -408,6 +425,15 @@ static void test_text(void)
     submit(s, gen(6, 1, "hi", 104, 50));
     wait_ended(s, 6);
     CHECK_MSG(strcmp(res[6].text, "z\xEF\xBF\xBD") == 0, "got '%s'", res[6].text);
+
+    /* logprobs ride along with their tokens */
+    j = gen(11, 1, "hi", 7, 12);
+    j->sampling.logprobs = 2;
+    submit(s, j);
+    wait_ended(s, 11);
+    CHECK_EQ_INT(res[11].n_tokens, 12);
+    CHECK_EQ_INT(res[11].n_lp, 12);
+    CHECK(res[11].lp_text_ok);
 
     /* max_tokens */
     submit(s, gen(7, 1, "hi", 7, 10));
