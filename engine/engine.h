@@ -55,10 +55,14 @@
  *   - RMSNorm, RoPE, SwiGLU and the residual adds are per-token.
  *
  * RoPE: adjacent pairs (x[2i], x[2i+1]) for the GGUF "llama" architecture (the converter
- * permutes Q/K for it); neox ordering (x[i], x[i + rope_dim/2]) when the model asks for it.
- * Frequencies theta_i = base^(-2i/rope_dim), divided by the per-pair rope_freqs factors when
- * the model has that tensor (Llama 3.1), or by the llama3 scaling rule computed from the
- * hparams when it has the scaling parameters and no tensor.
+ * permutes Q/K for it; the only architecture eng_ctx_create accepts). The neox ordering
+ * (x[i], x[i + rope_dim/2]) is implemented for architectures that need it but never selected
+ * for "llama". Only the first rope_dim dimensions of a head rotate. Frequencies:
+ * theta_i = pos * base^(-2i/rope_dim) / rope_freqs[i] when the model has per-pair factors
+ * (Llama 3.1: the rope_freqs.weight tensor, or the llama3 scaling rule that model.h computes
+ * from the hparams), / rope_scale_factor for linear scaling. YaRN is rejected (-ENOTSUP).
+ * Attention scale 1/sqrt(head_dim); RMSNorm x * w / sqrt(mean(x^2) + eps); SwiGLU
+ * silu(gate) * up.
  */
 #ifndef LLAMAD_ENGINE_H
 #define LLAMAD_ENGINE_H
@@ -98,6 +102,8 @@ void eng_ctx_free(eng_ctx *ctx);
 int eng_ctx_n_vocab(const eng_ctx *ctx);
 int eng_ctx_n_ctx(const eng_ctx *ctx);
 int eng_ctx_n_threads(const eng_ctx *ctx);
+int eng_ctx_max_batch_tokens(const eng_ctx *ctx);
+int eng_ctx_max_batch_seqs(const eng_ctx *ctx);
 
 /* Runs one step; see the contract above. ret_logits: (number of want_logits entries) *
  * n_vocab floats, may be NULL when no entry wants logits. */

@@ -10,6 +10,9 @@
 #include "quant.h"
 #include "threadpool.h"
 
+/* multiply-adds below which a kernel runs on the calling thread alone */
+#define ENG_PAR_MIN_WORK 65536.0
+
 struct eng_ctx {
     const eng_model *model;
     kv_cache *kv;
@@ -17,8 +20,6 @@ struct eng_ctx {
     int n_threads;
     int max_tokens;     /* max_batch_tokens */
     int max_seqs;       /* max_batch_seqs */
-    int rows_cap;       /* max(max_tokens, 2): activation buffers' row capacity */
-    int gath_cap;       /* max(max_seqs, 2) */
     int n_ctx;
 
     /* model geometry */
@@ -41,7 +42,8 @@ struct eng_ctx {
     int32_t *tok_pos;   /* max_tokens */
     int32_t *entry_t0;  /* max_seqs: first batch token of each entry */
     const uint32_t **entry_blocks; /* max_seqs: block table of each entry */
-    float *th_scores;   /* n_threads * n_ctx */
+    float *th_scores;   /* n_threads * th_scores_stride */
+    size_t th_scores_stride; /* group * n_ctx + 2 * group */
     float *th_kbuf;     /* n_threads * bs * D */
     float *th_vbuf;     /* n_threads * bs * D */
 };
@@ -84,7 +86,12 @@ static void mm_worker(void *arg, int ith, int nth)
 static void matmul(eng_ctx *c, const eng_mat *w, const float *x, int nt, float *y)
 {
     mm_job j = {w, x, (size_t)nt, y};
-    eng_pool_run(c->pool, mm_worker, &j);
+    /* small jobs: waking the workers costs more than the work (the split never changes
+     * the numbers, so this is only a speed choice) */
+    if ((double)w->rows * (double)w->cols * nt < ENG_PAR_MIN_WORK)
+        mm_worker(&j, 0, 1);
+    else
+        eng_pool_run(c->pool, mm_worker, &j);
 }
 
 /* ------------------------------------------------------------------ small per-token ops */
@@ -149,53 +156,71 @@ static const float *load_block(eng_ctx *c, const void *src, float *buf, int n_to
     return buf;
 }
 
+/* Work items are (token, kv head): the K/V blocks are converted once for all the query heads
+ * that share that kv head (GQA group). Per query head the arithmetic is fixed: scores in
+ * position order, softmax (max, exp, sum in position order), then the weighted V sum in
+ * position order. */
 static void attn_worker(void *arg, int ith, int nth)
 {
     const attn_job *j = arg;
     eng_ctx *c = j->c;
-    const int H = c->H, D = c->D, bs = c->bs;
+    const int D = c->D, bs = c->bs, HKV = c->HKV;
     const int group = c->H / c->HKV;
     long i0, i1;
-    eng_split_range((long)j->nt * H, ith, nth, &i0, &i1);
-    float *scores = c->th_scores + (size_t)ith * (size_t)c->n_ctx;
+    eng_split_range((long)j->nt * HKV, ith, nth, &i0, &i1);
+    float *scores = c->th_scores + (size_t)ith * c->th_scores_stride; /* group * n_ctx */
+    float *mx = scores + (size_t)group * (size_t)c->n_ctx;             /* group */
+    float *inv = mx + group;                                            /* group */
     float *kbuf = c->th_kbuf + (size_t)ith * (size_t)bs * (size_t)D;
     float *vbuf = c->th_vbuf + (size_t)ith * (size_t)bs * (size_t)D;
 
     for (long it = i0; it < i1; it++) {
-        const int t = (int)(it / H), h = (int)(it % H);
+        const int t = (int)(it / HKV), kvh = (int)(it % HKV);
         const int e = c->tok_entry[t];
-        const int pos = c->tok_pos[t];
-        const int kvh = h / group;
+        const int n_pos = c->tok_pos[t] + 1;
         const uint32_t *blocks = c->entry_blocks[e];
-        const float *qh = c->q + (size_t)t * c->q_dim + (size_t)h * D;
-        float *out = c->att + (size_t)t * c->q_dim + (size_t)h * D;
-        const int n_pos = pos + 1;
+        const float *q0 = c->q + (size_t)t * c->q_dim + (size_t)kvh * group * D;
+        float *out0 = c->att + (size_t)t * c->q_dim + (size_t)kvh * group * D;
 
-        float mx = -INFINITY;
+        for (int g = 0; g < group; g++) mx[g] = -INFINITY;
         for (int p0 = 0; p0 < n_pos; p0 += bs) {
             const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
             const float *kb = load_block(c, blk_k(c, blocks[p0 / bs], j->layer, kvh), kbuf, nb);
-            for (int i = 0; i < nb; i++) {
-                float s = dot_f32(qh, kb + (size_t)i * D, D) * c->attn_scale;
-                scores[p0 + i] = s;
-                if (s > mx) mx = s;
+            for (int g = 0; g < group; g++) {
+                const float *qh = q0 + (size_t)g * D;
+                float *sc = scores + (size_t)g * c->n_ctx + p0;
+                float m = mx[g];
+                for (int i = 0; i < nb; i++) {
+                    float s_ = dot_f32(qh, kb + (size_t)i * D, D) * c->attn_scale;
+                    sc[i] = s_;
+                    if (s_ > m) m = s_;
+                }
+                mx[g] = m;
             }
         }
-        float sum = 0.0f;
-        for (int p = 0; p < n_pos; p++) {
-            float e_ = expf(scores[p] - mx);
-            scores[p] = e_;
-            sum += e_;
+        for (int g = 0; g < group; g++) {
+            float *sc = scores + (size_t)g * c->n_ctx;
+            float sum = 0.0f;
+            for (int p = 0; p < n_pos; p++) {
+                float e_ = expf(sc[p] - mx[g]);
+                sc[p] = e_;
+                sum += e_;
+            }
+            inv[g] = 1.0f / sum;
+            float *out = out0 + (size_t)g * D;
+            for (int d = 0; d < D; d++) out[d] = 0.0f;
         }
-        const float inv = 1.0f / sum;
-        for (int d = 0; d < D; d++) out[d] = 0.0f;
         for (int p0 = 0; p0 < n_pos; p0 += bs) {
             const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
             const float *vb = load_block(c, blk_v(c, blocks[p0 / bs], j->layer, kvh), vbuf, nb);
-            for (int i = 0; i < nb; i++) {
-                const float a = scores[p0 + i] * inv;
-                const float *vv = vb + (size_t)i * D;
-                for (int d = 0; d < D; d++) out[d] += a * vv[d];
+            for (int g = 0; g < group; g++) {
+                const float *sc = scores + (size_t)g * c->n_ctx + p0;
+                float *out = out0 + (size_t)g * D;
+                for (int i = 0; i < nb; i++) {
+                    const float a = sc[i] * inv[g];
+                    const float *vv = vb + (size_t)i * D;
+                    for (int d = 0; d < D; d++) out[d] += a * vv[d];
+                }
             }
         }
     }
@@ -225,6 +250,8 @@ void eng_ctx_free(eng_ctx *c)
 int eng_ctx_n_vocab(const eng_ctx *c) { return c->V; }
 int eng_ctx_n_ctx(const eng_ctx *c) { return c->n_ctx; }
 int eng_ctx_n_threads(const eng_ctx *c) { return c->n_threads; }
+int eng_ctx_max_batch_tokens(const eng_ctx *c) { return c->max_tokens; }
+int eng_ctx_max_batch_seqs(const eng_ctx *c) { return c->max_seqs; }
 
 int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *cfg,
                    eng_ctx **ret, eng_error *err)
@@ -269,8 +296,6 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     c->n_threads = cfg->n_threads ? cfg->n_threads : eng_physical_cores();
     c->max_tokens = cfg->max_batch_tokens;
     c->max_seqs = cfg->max_batch_seqs;
-    c->rows_cap = c->max_tokens < 2 ? 2 : c->max_tokens;
-    c->gath_cap = c->max_seqs < 2 ? 2 : c->max_seqs;
     c->n_ctx = cfg->n_ctx ? cfg->n_ctx : (int)hp->n_ctx_train;
     c->L = (int)hp->n_layer;
     c->E = (int)hp->n_embd;
@@ -293,7 +318,7 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
         eng_ctx_free(c);
         return rc;
     }
-    const size_t R = (size_t)c->rows_cap, G = (size_t)c->gath_cap, nth = (size_t)c->n_threads;
+    const size_t R = (size_t)c->max_tokens, G = (size_t)c->max_seqs, nth = (size_t)c->n_threads;
     int wide = c->E > c->q_dim ? c->E : c->q_dim;
     rc = 0;
     rc = rc ? rc : checked_alloc((void **)&c->x, R * (size_t)c->E, sizeof(float));
@@ -314,7 +339,9 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     rc = rc ? rc : checked_alloc((void **)&c->entry_t0, (size_t)c->max_seqs, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->entry_blocks, (size_t)c->max_seqs,
                                  sizeof(uint32_t *));
-    rc = rc ? rc : checked_alloc((void **)&c->th_scores, nth * (size_t)c->n_ctx, sizeof(float));
+    const size_t group = (size_t)(c->H / c->HKV);
+    c->th_scores_stride = group * (size_t)c->n_ctx + 2 * group;
+    rc = rc ? rc : checked_alloc((void **)&c->th_scores, nth * c->th_scores_stride, sizeof(float));
     rc = rc ? rc : checked_alloc((void **)&c->th_kbuf, nth * (size_t)c->bs * (size_t)c->D,
                                  sizeof(float));
     rc = rc ? rc : checked_alloc((void **)&c->th_vbuf, nth * (size_t)c->bs * (size_t)c->D,
@@ -424,6 +451,7 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
 
     /* token tables, block tables, embeddings, RoPE cos/sin */
     int t = 0;
+    double attn_work = 0; /* positions attended over, summed over the batch's tokens */
     for (int e = 0; e < n_entries; e++) {
         const eng_batch_entry *be = &batch[e];
         c->entry_t0[e] = t;
@@ -432,6 +460,7 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
         for (int i = 0; i < be->n_tokens; i++, t++) {
             c->tok_entry[t] = e;
             c->tok_pos[t] = be->pos0 + i;
+            attn_work += be->pos0 + i + 1;
             eng_dequant_row(m->tok_embd.type,
                             (const char *)m->tok_embd.data +
                                 (size_t)be->tokens[i] * m->tok_embd.row_bytes,
@@ -461,7 +490,10 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
         }
         write_kv(c, l, nt);
         attn_job aj = {c, l, nt, batch};
-        eng_pool_run(c->pool, attn_worker, &aj);
+        if (attn_work * c->H * c->D * 2.0 < ENG_PAR_MIN_WORK || nt * c->HKV < 2)
+            attn_worker(&aj, 0, 1);
+        else
+            eng_pool_run(c->pool, attn_worker, &aj);
         matmul(c, &ly->wo, c->att, nt, c->xb);
         for (size_t i = 0; i < (size_t)nt * E; i++) c->x[i] += c->xb[i];
 
@@ -477,7 +509,10 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
         for (size_t i = 0; i < (size_t)nt * E; i++) c->x[i] += c->xb[i];
     }
 
-    for (int e = 0; e < n_entries; e++) kv_seq_commit(c->kv, batch[e].seq);
+    for (int e = 0; e < n_entries; e++) {
+        rc = kv_seq_commit(c->kv, batch[e].seq);
+        if (rc) return eng_error_set(err, rc, "kv_seq_commit(seq %u) failed", batch[e].seq);
+    }
 
     if (nl > 0) {
         int g = 0;

@@ -291,8 +291,36 @@ int smp_sample(smp_sampler *s, smp_seq *q, const float *logits, smp_result *ret,
         tok = 0;
         for (int32_t i = 1; i < V; i++)
             if (w[i] > w[tok]) tok = i;
+    } else if ((p->top_k == 0 || p->top_k >= V) && p->top_p >= 1.0f) {
+        /* 4'. no rank-based truncation: no sort needed. min-p keeps l_i >= l_max + log(min_p);
+         * the draw walks the survivors in id order. O(n_vocab). */
+        float lmax = w[0];
+        for (int32_t i = 1; i < V; i++)
+            if (w[i] > lmax) lmax = w[i];
+        const double inv_t = 1.0 / (double)p->temperature;
+        double z = 0.0;
+        for (int32_t i = 0; i < V; i++) {
+            double r = exp((double)(w[i] - lmax));
+            if (p->min_p > 0.0f && r < (double)p->min_p) continue;
+            z += exp((double)(w[i] - lmax) * inv_t);
+        }
+        double u = (double)smp_rng_uniform(&q->rng) * z;
+        double cum = 0.0;
+        tok = -1;
+        int32_t last = 0;
+        for (int32_t i = 0; i < V; i++) {
+            double r = exp((double)(w[i] - lmax));
+            if (p->min_p > 0.0f && r < (double)p->min_p) continue;
+            last = i;
+            cum += exp((double)(w[i] - lmax) * inv_t);
+            if (u < cum) {
+                tok = i;
+                break;
+            }
+        }
+        if (tok < 0) tok = last;
     } else {
-        /* 4. sort + truncate */
+        /* 4. sort (best first) + truncate */
         smp_cand *c = s->cand;
         for (int32_t i = 0; i < V; i++) {
             c[i].logit = w[i];
@@ -305,7 +333,7 @@ int smp_sample(smp_sampler *s, smp_seq *q, const float *logits, smp_result *ret,
         } else {
             select_top(c, n, n);
         }
-        /* probabilities at temperature 1 over the survivors, kept in w[0..n) */
+        /* probabilities at temperature 1 over the survivors */
         if (p->top_p < 1.0f || p->min_p > 0.0f) {
             double z = 0.0;
             for (int i = 0; i < n; i++) z += exp((double)(c[i].logit - c[0].logit));

@@ -25,7 +25,9 @@
  *      probabilities at temperature 1), min-p (keep p >= min_p * p_max, temperature 1). At
  *      least one candidate always survives.
  *   5. the survivors' logits are divided by temperature, softmaxed, and one uniform draw
- *      u in [0,1) from the request's PRNG picks the token by walking the cumulative sum.
+ *      u in [0,1) from the request's PRNG picks the token by walking the cumulative sum
+ *      (in rank order; when neither top-k nor top-p is active nothing is sorted and the walk
+ *      goes in id order, O(n_vocab) per token).
  * The result depends only on the logits row, the parameters, the seed and the number of
  * tokens sampled so far by this request — never on other requests.
  */

@@ -362,6 +362,12 @@ static const char *const eog_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>",
     "<EOT>", NULL};
 
+static int key_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int build_specials(builder *b)
 {
     tok_vocab *v = b->v;
@@ -422,21 +428,19 @@ static int build_specials(builder *b)
             trie_cap += v->str_off[id + 1] - v->str_off[id];
         }
     }
-    /* insertion sort is too slow for big lists: simple merge via qsort on (len desc, id) */
-    for (uint32_t i = 1; i < v->n_special; i++) { /* lists are short (hundreds) */
-        int32_t x = v->special[i];
-        uint32_t xl = v->str_off[x + 1] - v->str_off[x];
-        uint32_t j = i;
-        while (j > 0) {
-            int32_t y = v->special[j - 1];
-            uint32_t yl = v->str_off[y + 1] - v->str_off[y];
-            if (yl > xl || (yl == xl && y < x))
-                break;
-            v->special[j] = y;
-            j--;
-        }
-        v->special[j] = x;
+    /* match order: longest text first, then lowest id */
+    uint64_t *keys = malloc((v->n_special ? v->n_special : 1) * sizeof *keys);
+    if (keys == NULL)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < v->n_special; i++) {
+        int32_t id = v->special[i];
+        uint64_t len = v->str_off[id + 1] - v->str_off[id];
+        keys[i] = (~len & 0xFFFFFFFFull) << 32 | (uint32_t)id;
     }
+    qsort(keys, v->n_special, sizeof *keys, key_cmp);
+    for (uint32_t i = 0; i < v->n_special; i++)
+        v->special[i] = (int32_t)(keys[i] & 0xFFFFFFFFu);
+    free(keys);
     if (trie_cap > TOK_MAX_BLOB / sizeof(tok_trie_node))
         return -E2BIG;
     v->trie = malloc(trie_cap * sizeof *v->trie);
@@ -542,6 +546,7 @@ static int build_pieces(tok_vocab *v)
 
 int tok_vocab_build(const tok_vocab_desc *d, tok_vocab **ret, eng_error *err)
 {
+    eng_error_clear(err);
     if (d->model != TOK_MODEL_SPM && d->model != TOK_MODEL_BPE)
         return eng_error_set(err, -EINVAL, "tokenizer model %d is not SPM or BPE", d->model);
     if (d->n_tokens == 0 || d->tokens == NULL)
@@ -632,8 +637,9 @@ fail:
     }
     tok_free(v);
     if (err != NULL && err->code == 0)
-        eng_error_set(err, rc, "building the tokenizer failed (%s)", rc == -ENOMEM ? "out of memory" : "error");
-    else if (err != NULL && err->code != rc)
+        eng_error_set(err, rc, "building the tokenizer failed: %s",
+                      rc == -ENOMEM ? "out of memory" : rc == -E2BIG ? "too large" : "invalid vocabulary");
+    else if (err != NULL)
         err->code = rc;
     return rc;
 }

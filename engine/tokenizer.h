@@ -3,7 +3,8 @@
  * pre-tokenizers "default", "gpt-2", "llama-bpe", "deepseek-llm", "deepseek-coder"), a
  * token -> piece table and a streaming detokenizer.
  *
- * The results reproduce llama.cpp's tokenizer (b4747) exactly, including its edge cases:
+ * The results follow llama.cpp's tokenizer (b4747) exactly (all of its published test vectors
+ * for these vocabularies pass, tests/tokenizer/tok_vectors.c), including its edge cases:
  * the SPM dummy-prefix space after BOS and after every special token, the split of the input
  * on special tokens (longest first), the lenient UTF-8 reading of the BPE path (an invalid
  * byte becomes U+FFFD), and its pre-tokenizer regexes.
@@ -127,7 +128,9 @@ enum tok_encode_flags {
     TOK_ADD_BOS_MASK = 3,
     /* Recognise control tokens written in the text ("<|eot_id|>" becomes that token).
      * Without it they are tokenized as ordinary text, so user text cannot inject them.
-     * User-defined tokens (type 4) are always recognised, as in llama.cpp. */
+     * User-defined tokens (type 4, e.g. deepseek's "ü" or "<pad>") are always recognised, as
+     * in llama.cpp and HF tokenizers: they are ordinary text pieces (rendered as their text),
+     * and the deepseek test vectors depend on it. */
     TOK_PARSE_SPECIAL = 4,
 };
 

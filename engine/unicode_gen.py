@@ -3,6 +3,9 @@
 tokenizers' pre-tokenizer (\\p{L}, \\p{N}, \\p{P}, \\s, ...), as a sorted list of ranges.
 
 Usage: python3 engine/unicode_gen.py > engine/unicode_data.c
+The committed table was made with Python 3.13 (Unicode 15.1, which we believe llama.cpp's tables
+also follow); Debian 12's python3 (3.11) gives Unicode 14.0, which differs only in codepoints
+assigned since.
 Uses Python's unicodedata (its Unicode version is written into the output)."""
 import unicodedata
 

@@ -14,8 +14,10 @@
 #define GEN 10
 #define BS 8
 
-static const int plen[NSEQ] = {1, 7, 19, 30, 12};
-static const int chunk[NSEQ] = {1, 3, 19, 4, 5};
+static const int plen[NSEQ] = {1, 7, 70, 30, 12};
+/* seq 2 is prefilled in one 70-token chunk next to other entries (more than the kernels'
+ * 64-token groups) while alone it runs as 64 + 6 */
+static const int chunk[NSEQ] = {1, 3, 70, 4, 5};
 
 static void make_prompt(int s, int32_t *p, int n_vocab)
 {
@@ -27,7 +29,7 @@ static void make_prompt(int s, int32_t *p, int n_vocab)
 static void run_alone(fwd_env *e, int s, int pchunk, float *ref, int32_t *gen)
 {
     const int V = e->n_vocab;
-    int32_t p[64];
+    int32_t p[128];
     make_prompt(s, p, V);
     uint32_t q = fwd_seq_new(e);
     fwd_run(e, q, p, plen[s], pchunk, ref);
@@ -42,7 +44,7 @@ static void run_alone(fwd_env *e, int s, int pchunk, float *ref, int32_t *gen)
 static void test_invariance(const char *model_rel)
 {
     fwd_env e;
-    fwd_env_open(&e, model_rel, true, BS, 256, 48, NSEQ, 2);
+    fwd_env_open(&e, model_rel, true, BS, 256, 96, NSEQ, 2);
     const int V = e.n_vocab;
     float *ref = malloc((size_t)NSEQ * GEN * V * sizeof(float));
     float *ref2 = malloc((size_t)GEN * V * sizeof(float));
@@ -52,9 +54,20 @@ static void test_invariance(const char *model_rel)
     /* chunked alone == whole alone */
     run_alone(&e, 3, 1, ref2, gen2);
     CHECK(memcmp(ref2, ref + (size_t)3 * GEN * V, (size_t)GEN * V * sizeof(float)) == 0);
+    /* 1 compute thread == 2 threads (threads split rows / attention items, never K) */
+    eng_ctx *two = e.ctx, *one = NULL;
+    eng_ctx_config c1 = {.n_threads = 1, .max_batch_tokens = 96, .max_batch_seqs = NSEQ,
+                         .n_ctx = 512};
+    eng_error err = {0};
+    CHECK_MSG(eng_ctx_create(e.model, e.kv, &c1, &one, &err) == 0, "%s", err.msg);
+    e.ctx = one;
+    run_alone(&e, 3, 5, ref2, gen2);
+    CHECK(memcmp(ref2, ref + (size_t)3 * GEN * V, (size_t)GEN * V * sizeof(float)) == 0);
+    e.ctx = two;
+    eng_ctx_free(one);
 
     /* all together: each sequence starts at a different step */
-    int32_t prompt[NSEQ][64];
+    int32_t prompt[NSEQ][128];
     uint32_t seq[NSEQ];
     int done[NSEQ] = {0}, ng[NSEQ] = {0}, start[NSEQ] = {0, 2, 0, 1, 3};
     int32_t cur[NSEQ];
@@ -125,6 +138,8 @@ static void test_invariance(const char *model_rel)
         CHECK(memcmp(out, ref + ((size_t)3 * GEN + g) * V, (size_t)V * sizeof(float)) == 0);
     }
     fwd_seq_free(&e, warm);
+    printf("%s: %d sequences batched (%d steps, %d mixing prefill and decode) and from the "
+           "prefix cache: logits bitwise equal to alone\n", model_rel, NSEQ, step, n_mixed);
 
     free(ref);
     free(ref2);
@@ -145,6 +160,31 @@ static void test_validation(void)
 {
     fwd_env e;
     fwd_env_open(&e, "models/stories260K.gguf", true, BS, 64, 8, 2, 1);
+    CHECK_EQ_INT(eng_ctx_max_batch_tokens(e.ctx), 8);
+    CHECK_EQ_INT(eng_ctx_max_batch_seqs(e.ctx), 2);
+    CHECK_EQ_INT(eng_ctx_n_threads(e.ctx), 1);
+    CHECK_EQ_INT(eng_ctx_n_vocab(e.ctx), 512);
+    CHECK_EQ_INT(eng_ctx_n_ctx(e.ctx), 512);
+    {
+        /* context creation: bad sizes, and a kv cache whose shape is not the model's */
+        eng_error err = {0};
+        eng_ctx *x = NULL;
+        eng_ctx_config bad = {.n_threads = 1, .max_batch_tokens = 0, .max_batch_seqs = 1};
+        CHECK(eng_ctx_create(e.model, e.kv, &bad, &x, &err) == -EINVAL && !x);
+        CHECK(strstr(err.msg, "max_batch_tokens") != NULL);
+        bad = (eng_ctx_config){.n_threads = -1, .max_batch_tokens = 4, .max_batch_seqs = 1};
+        CHECK(eng_ctx_create(e.model, e.kv, &bad, &x, &err) == -EINVAL && !x);
+        bad = (eng_ctx_config){.n_threads = 1, .max_batch_tokens = 4, .max_batch_seqs = 5};
+        CHECK(eng_ctx_create(e.model, e.kv, &bad, &x, &err) == -EINVAL && !x);
+        kv_config kc = *kv_get_config(e.kv);
+        kc.head_dim = 16;
+        kv_cache *kv2 = NULL;
+        CHECK(kv_create(&kc, &kv2) == 0);
+        eng_ctx_config ok = {.n_threads = 1, .max_batch_tokens = 4, .max_batch_seqs = 1};
+        CHECK(eng_ctx_create(e.model, kv2, &ok, &x, &err) == -EINVAL && !x);
+        CHECK(strstr(err.msg, "geometry") != NULL);
+        kv_destroy(kv2);
+    }
     float *out = malloc(2 * (size_t)e.n_vocab * sizeof(float));
     uint32_t a = fwd_seq_new(&e), b = fwd_seq_new(&e);
     int32_t t[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
@@ -185,6 +225,7 @@ int main(void)
     test_validation();
     test_invariance("models/stories260K.gguf");
     test_invariance("models/TinyStories-656K-Q8_0.gguf");
+    test_invariance("testvectors/greedy/TinyStories-656K-Q4_0.gguf");
     printf("fwd_batch: ok\n");
     return 0;
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "fwd_common.h"
+#include "sampler.h"
+#include "tokenizer.h"
 #include "testutil.h"
 
 static int greedy(fwd_env *e, int n, int32_t *out, float *logits)
@@ -53,9 +55,41 @@ static void test_260k(bool kv_f16)
         CHECK_MSG(out[i] == json_integer_value(json_array_get(ids, (size_t)i)),
                   "kv %s: step %d: id %d, want %lld", kv_f16 ? "f16" : "f32", i, out[i],
                   json_integer_value(json_array_get(ids, (size_t)i)));
+    /* text, decoded by hand from the GGUF vocab (the file's procedure) */
     char *got = fwd_detok(e.model, out, 200, true);
     CHECK_MSG(strcmp(got, text) == 0, "text differs:\n%s\n---\n%s", got, text);
     free(got);
+    /* text through the project's tokenizer, streamed as the daemon does: detokenizer, then
+     * the stop-string matcher (stop string split across tokens) */
+    tok_vocab *voc = NULL;
+    eng_error err = {0};
+    CHECK_MSG(tok_load_from_gguf(e.model->gguf, &voc, &err) == 0, "%s", err.msg);
+    char buf[4096];
+    size_t len = 0;
+    CHECK(tok_decode(voc, out, 200, TOK_DETOK_STRIP_SPACE, buf, sizeof buf - 1, &len) == 0);
+    buf[len] = 0;
+    CHECK_MSG(strcmp(buf, text) == 0, "tok_decode text differs:\n%s", buf);
+    const char *stops[] = {"didn't know what", "zebra"};
+    smp_stop *stop = NULL;
+    CHECK(smp_stop_create(stops, 2, &stop, &err) == 0);
+    tok_detok dt;
+    tok_detok_init(&dt, voc, TOK_DETOK_STRIP_SPACE);
+    char piece[256], rel[512];
+    size_t rlen = 0, plen, olen;
+    bool stopped = false;
+    char *acc = calloc(1, 4096);
+    for (int i = 0; i < 200 && !stopped; i++) {
+        CHECK(tok_detok_push(&dt, out[i], piece, sizeof piece, &plen) == 0);
+        CHECK(smp_stop_feed(stop, piece, plen, rel, sizeof rel, &olen, &stopped) == 0);
+        memcpy(acc + rlen, rel, olen);
+        rlen += olen;
+    }
+    CHECK(stopped);
+    const char *at = strstr(text, "didn't know what");
+    CHECK(at && rlen == (size_t)(at - text) && memcmp(acc, text, rlen) == 0);
+    free(acc);
+    smp_stop_free(stop);
+    tok_free(voc);
     free(logits);
     fwd_env_close(&e);
     json_decref(j);

@@ -112,6 +112,15 @@ static void test_spm_special(void)
     const int32_t want3[] = {29871, 3 + 0xF4, 3 + 0x8F, 3 + 0xBF, 3 + 0xBF};
     CHECK_IDS(ids, n, want3, 5, "spm byte fallback");
     free(ids);
+    /* a stray lead byte before a space swallows part of its U+2581 (regression: symbol
+     * count above the byte count) */
+    ids = tt_encode(v, "\xc3 ", 2, TOK_ADD_BOS_NONE, &n);
+    const int32_t want4[] = {29871, 3 + 0xC3, 3 + 0xE2, 3 + 0x96, 3 + 0x81};
+    CHECK_IDS(ids, n, want4, 5, "spm stray lead byte");
+    free(ids);
+    ids = tt_encode(v, "\xc3 \xc3 \xf0  \xe2", 7, TOK_ADD_BOS_NONE, &n);
+    CHECK(n <= tok_encode_bound(v, 7));
+    free(ids);
     CHECK_EQ_INT(tok_bos(v), 1);
     CHECK_EQ_INT(tok_eos(v), 2);
     CHECK_EQ_INT(tok_unk(v), 0);

@@ -109,6 +109,49 @@ static void test_tinystories_once(void)
     tok_free(v);
 }
 
+/* llama2.c tokenizer files (int32 max_len, then per token f32 score, i32 len, bytes) hold the
+ * same vocabularies as the GGUFs used here: same pieces (U+2581 written as a space), so the
+ * ids match. */
+static void test_llama2c_vocab_matches(const char *bin_rel, const char *gguf_rel)
+{
+    tok_vocab *v = tt_load(gguf_rel);
+    size_t len;
+    unsigned char *b = tu_read_file(tu_shared(bin_rel), &len);
+    size_t off = 4;
+    int32_t n = 0;
+    while (off < len) {
+        float score;
+        int32_t l;
+        CHECK(off + 8 <= len);
+        memcpy(&score, b + off, 4);
+        memcpy(&l, b + off + 4, 4);
+        off += 8;
+        CHECK(l >= 0 && off + (size_t)l <= len);
+        const char *t;
+        size_t tl;
+        CHECK_EQ_INT(tok_text(v, n, &t, &tl), 0);
+        char conv[256];
+        size_t cl = 0;
+        for (size_t i = 0; i < tl && cl < sizeof conv; ) {
+            if (i + 3 <= tl && memcmp(t + i, "\xe2\x96\x81", 3) == 0) {
+                conv[cl++] = ' ';
+                i += 3;
+            } else {
+                conv[cl++] = t[i++];
+            }
+        }
+        /* llama2.c writes <s> and </s> as "\n<s>\n" and "\n</s>\n" */
+        if (!tok_is_control(v, n))
+            CHECK_MSG(cl == (size_t)l && memcmp(conv, b + off, cl) == 0, "%s token %d differs",
+                      bin_rel, n);
+        off += (size_t)l;
+        n++;
+    }
+    CHECK_EQ_INT(n, tok_n_vocab(v));
+    free(b);
+    tok_free(v);
+}
+
 int main(void)
 {
     int failed = 0;
@@ -123,6 +166,8 @@ int main(void)
     test_greedy_prompts("testvectors/greedy/greedy_TinyStories-656K-Q8_0.json",
                         "models/TinyStories-656K-Q8_0.gguf");
     test_tinystories_once();
+    test_llama2c_vocab_matches("models/tokenizer.bin", "models/llama.cpp-vocab/ggml-vocab-llama-spm.gguf");
+    test_llama2c_vocab_matches("models/tok512.bin", "models/stories260K.gguf");
     printf("ok\n");
     return 0;
 }
