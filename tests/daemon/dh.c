@@ -248,6 +248,7 @@ void dh_send_generate(dh_conn *c, uint64_t rid, const dh_gen *g)
         r.has_n_case = LLAMAD__V1__GENERATE_REQUEST__HAS_N_N;
         r.n = (uint32_t)g->n;
     }
+    r.logprobs = (uint32_t)g->logprobs;
     r.n_stop = g->n_stop;
     r.stop = (char **)g->stop;
     m.body_case = LLAMAD__V1__CLIENT_MESSAGE__BODY_GENERATE;

@@ -67,6 +67,7 @@ typedef struct dh_gen {
     int n;            /* 0: absent */
     const char *const *stop;
     size_t n_stop;
+    int logprobs;
 } dh_gen;
 void dh_send_generate(dh_conn *c, uint64_t rid, const dh_gen *g);
 
