@@ -409,6 +409,48 @@ static void test_limits_log_reload(const char *m1)
     free(log);
 }
 
+/* --help, --version, --check-config and argument errors: exit statuses and output */
+static void test_cli(const char *m1)
+{
+    char out[512];
+    snprintf(out, sizeof out, "%s/cli.out", tu_tmpdir());
+    char model1[300];
+    snprintf(model1, sizeof model1, "tiny=%s", m1);
+    struct {
+        const char *args[8];
+        int status;
+        const char *needle; /* in stdout + stderr */
+    } cases[] = {
+        {{"--help", NULL}, 0, "--kv-cache-mib N"},
+        {{"--version", NULL}, 0, "llamad "},
+        {{"--check-config", "--model", model1, "--kv-cache-mib", "4", NULL}, 0, "sequences fit at full context"},
+        {{"--check-config", "--model", "x=/nonexistent/model.gguf", NULL}, 2, "/nonexistent/model.gguf"},
+        {{"--check-config", NULL}, 2, "no model configured"},
+        {{"--max-seqs", "0", NULL}, 2, "--max-seqs: 0 is out of range (1..4096)"},
+        {{"--bogus", NULL}, 2, "unknown option --bogus"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            dup2(fd, 1);
+            dup2(fd, 2);
+            const char *argv[10] = {llamad};
+            for (int k = 0; cases[i].args[k]; k++) argv[k + 1] = cases[i].args[k];
+            execv(llamad, (char *const *)argv);
+            _exit(127);
+        }
+        int st = dh_wait(pid);
+        size_t len;
+        char *text = tu_read_file(out, &len);
+        CHECK_MSG(st == cases[i].status, "case %zu (%s): exit %d, want %d: %s", i, cases[i].args[0], st,
+                  cases[i].status, text);
+        CHECK_MSG(strstr(text, cases[i].needle) != NULL, "case %zu: '%s' not in: %s", i, cases[i].needle, text);
+        free(text);
+    }
+}
+
 int main(int argc, char **argv)
 {
     CHECK_MSG(argc == 2, "usage: daemon_server LLAMAD");
@@ -422,6 +464,7 @@ int main(int argc, char **argv)
     test_stale_socket(m1copy);
     test_sigterm_drain(m1copy);
     test_limits_log_reload(m1copy);
+    test_cli(m1copy);
     printf("daemon_server: ok\n");
     return 0;
 }
