@@ -59,6 +59,7 @@ typedef struct conn {
     bool closing;
     bool close_after_flush;
     bool reading;
+    bool dirty; /* in srv.dirty: output waiting for the next flush */
 } conn;
 
 typedef struct write_req {
@@ -83,6 +84,8 @@ struct srv {
     uv_timer_t watchdog, drain_timer;
     bool watchdog_on;
     conn **slots;
+    conn **dirty;  /* connections with output to flush after this batch of events */
+    int n_dirty;
     int n_conns;   /* registered */
     int n_handles; /* conns not yet closed (registered or not) */
     uint64_t conn_gen;
@@ -211,6 +214,10 @@ static void send_msg(conn *c, const Llamad__V1__ServerMessage *m)
         c->out = n;
         c->out_cap = cap;
     }
+    if (!c->dirty && c->srv->n_dirty < MAX_SLOTS + 1) {
+        c->dirty = true;
+        c->srv->dirty[c->srv->n_dirty++] = c;
+    }
     size_t len = 0;
     if (proto_server_encode(m, c->out + c->out_len, c->out_cap - c->out_len, &len) != 0) {
         srv_log_error("conn %llu: cannot encode a reply", (unsigned long long)c->id);
@@ -239,6 +246,10 @@ static void on_close(uv_handle_t *h)
 {
     conn *c = h->data;
     srv *s = c->srv;
+    if (c->dirty) {
+        for (int i = 0; i < s->n_dirty; i++)
+            if (s->dirty[i] == c) s->dirty[i] = s->dirty[--s->n_dirty];
+    }
     proto_decoder_free(&c->dec);
     free(c->reqs);
     free(c->out);
@@ -767,9 +778,11 @@ static void on_async(uv_async_t *a)
         sched_event_release(s->sched, ev);
         ev = nx;
     }
-    for (int i = 0; i < MAX_SLOTS && s->n_conns > 0; i++) {
-        conn *c = s->slots[i];
-        if (c && c->out_len > 0) conn_flush(c);
+    /* one write per connection for everything this batch produced */
+    while (s->n_dirty > 0) {
+        conn *c = s->dirty[--s->n_dirty];
+        c->dirty = false;
+        if (c->out_len > 0) conn_flush(c);
     }
     maybe_finish(s);
 }
@@ -1051,10 +1064,11 @@ int srv_run(srv_config *cfg, sched_backend *be, int argc, char **argv)
     s->be = be;
     s->start_ns = now_ns();
     s->slots = calloc(MAX_SLOTS, sizeof *s->slots);
+    s->dirty = calloc(MAX_SLOTS + 1, sizeof *s->dirty);
     s->n_models = be->ops->n_models(be->impl);
     s->minfo = calloc((size_t)(s->n_models > 0 ? s->n_models : 1), sizeof *s->minfo);
     s->mdesc = calloc((size_t)(s->n_models > 0 ? s->n_models : 1), sizeof *s->mdesc);
-    if (s->slots == NULL || s->minfo == NULL || s->mdesc == NULL) goto out_free;
+    if (s->slots == NULL || s->dirty == NULL || s->minfo == NULL || s->mdesc == NULL) goto out_free;
     for (int i = 0; i < s->n_models; i++) {
         be->ops->model_info(be->impl, i, &s->minfo[i]);
         s->mdesc[i].name = s->minfo[i].name;
@@ -1146,6 +1160,7 @@ out_loop:
     if (uv_loop_close(&s->loop) != 0) srv_log_debug("loop closed with handles open");
 out_free:
     free(s->slots);
+    free(s->dirty);
     free(s->minfo);
     free(s->mdesc);
     free(s);
