@@ -917,7 +917,16 @@ static bool prepare_seq(sched *s, seq *q)
     pthread_mutex_lock(&s->cmd_lock);
     int limit = s->max_prompt_tokens;
     pthread_mutex_unlock(&s->cmd_lock);
-    if (limit > s->scratch_cap) limit = s->scratch_cap;
+    if (limit > s->scratch_cap) {
+        /* the limit was raised at run time (SIGHUP) */
+        int32_t *n2 = realloc(s->scratch, sizeof(int32_t) * ((size_t)limit + 1));
+        if (n2 != NULL) {
+            s->scratch = n2;
+            s->scratch_cap = limit;
+        } else {
+            limit = s->scratch_cap;
+        }
+    }
     int n = 0, rc;
     char msg[256];
     if (j->n_tokens_in > 0) {
