@@ -1197,6 +1197,14 @@ static bool step(sched *s)
     while (s->waiting.head && budget > 0 && s->running.n < s->cfg.max_seqs) {
         seq *q = s->waiting.head;
         if (!prepare_seq(s, q)) continue;
+        if (q->index > 0 && !q->ever_admitted) {
+            /* n completions share one prompt: the others wait until the first has computed it,
+             * then take its full blocks from the prefix cache */
+            bool sibling_prefilling = false;
+            for (seq *r = s->running.head; r; r = r->next)
+                if (r->job == q->job && r->n_computed < r->n_prompt) sibling_prefilling = true;
+            if (sibling_prefilling) break;
+        }
         if (q->ever_admitted && !ops->kv_fits_ever(s->be->impl, q->job->model, q->n_tokens)) {
             list_remove(&s->waiting, q);
             add_text(s, q, "", 0, true);

@@ -381,13 +381,18 @@ static void test_cancel_disconnect_overload(void)
     proto_server_free(m);
 
     /* n completions: each ends with its own GenerateDone; seeds seed+i */
-    dh_gen g3 = {.model = "tiny", .ids = bos, .n_ids = 1, .max_tokens = 10, .has_temperature = true,
+    /* the prompt is computed once: the other completions take its full blocks from the cache */
+    uint32_t prompt40[40];
+    prompt40[0] = 1;
+    for (int i = 1; i < 40; i++) prompt40[i] = (uint32_t)(100 + i);
+    dh_gen g3 = {.model = "tiny", .ids = prompt40, .n_ids = 40, .max_tokens = 10, .has_temperature = true,
                  .temperature = 1.0f, .has_seed = true, .seed = 5, .n = 3};
     dh_send_generate(&c, 40, &g3);
     dh_result r3 = {.rid = 40, .n_expected = 3};
     dh_collect(&c, &r3, 1);
     CHECK_EQ_INT(r3.done, 3);
     CHECK_EQ_INT(r3.n_ids, 30);
+    CHECK_EQ_INT(r3.max_cached, 32);
 
     /* a timeout ends a request with finish reason timeout */
     dh_close(&c);

@@ -266,6 +266,7 @@ void dh_collect(dh_conn *c, dh_result *results, int n)
         results[i].done = 0;
         results[i].error = 0;
         results[i].finish = -1;
+        results[i].max_cached = 0;
     }
     while (open > 0) {
         Llamad__V1__ServerMessage *m = dh_recv(c);
@@ -293,6 +294,8 @@ void dh_collect(dh_conn *c, dh_result *results, int n)
         case LLAMAD__V1__SERVER_MESSAGE__BODY_GENERATE_DONE:
             r->done++;
             r->finish = m->generate_done->finish_reason;
+            if (m->generate_done->cached_prompt_tokens > r->max_cached)
+                r->max_cached = m->generate_done->cached_prompt_tokens;
             r->last_done = *m->generate_done;
             r->last_done.base.descriptor = NULL;
             open--;

@@ -82,6 +82,7 @@ typedef struct dh_result {
     int done;          /* GenerateDone frames seen */
     int finish;        /* finish reason of the last one */
     int error;         /* Error code, 0 if none */
+    uint32_t max_cached; /* largest cached_prompt_tokens of its GenerateDone frames */
     Llamad__V1__GenerateDone last_done;
 } dh_result;
 
