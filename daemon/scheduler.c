@@ -891,6 +891,27 @@ static int free_slot(sched *s)
     return -1;
 }
 
+static void list_insert_after(seq_list *l, seq *at, seq *s)
+{
+    s->prev = at;
+    s->next = at->next;
+    if (at->next) at->next->prev = s;
+    else l->tail = s;
+    at->next = s;
+    l->n++;
+}
+
+static void preempt(sched *s, seq *q);
+
+/* Preempts a paused sequence to make room for the head of the queue; it goes back behind
+ * that head (not in front of it: its client is not reading anyway). */
+static void preempt_behind(sched *s, seq *victim, seq *head)
+{
+    preempt(s, victim);
+    list_remove(&s->waiting, victim);
+    list_insert_after(&s->waiting, head, victim);
+}
+
 static void preempt(sched *s, seq *q)
 {
     /* full blocks stay in the prefix cache: recomputing later is mostly lookups */
@@ -1166,16 +1187,28 @@ static bool step(sched *s)
             while (ops->kv_reserve(s->be->impl, q->slot, q->tokens, q->n_computed + chunk) != 0) {
                 /* out of blocks: the newest running sequence of this model's cache that is not
                  * in this step's batch makes room; a decode with nobody newer yields itself */
-                seq *victim = s->running.tail;
-                while (victim != q && (victim->job->model != q->job->model || victim->in_batch == s->step_no))
-                    victim = victim->prev;
+                seq *victim = NULL;
+                /* paused sequences (their clients are not reading) give way first */
+                for (seq *r = s->running.tail; r && !victim; r = r->prev)
+                    if (r != q && r->job->model == q->job->model && r->in_batch != s->step_no &&
+                        conn_paused(s, r->job->conn_id))
+                        victim = r;
+                if (victim == NULL) {
+                    victim = s->running.tail;
+                    while (victim != q &&
+                           (victim->job->model != q->job->model || victim->in_batch == s->step_no))
+                        victim = victim->prev;
+                }
                 if (victim == q) {
                     if (is_decode) preempt(s, q);
                     skip = true; /* a prefill chunk waits for blocks, keeping what it has */
                     break;
                 }
                 if (victim == nx) nx = victim->next;
-                preempt(s, victim);
+                if (conn_paused(s, victim->job->conn_id) && s->waiting.head != NULL)
+                    preempt_behind(s, victim, s->waiting.head);
+                else
+                    preempt(s, victim);
             }
             if (!skip) {
                 q->in_batch = s->step_no;
@@ -1222,7 +1255,7 @@ static bool step(sched *s)
                 else paused_victim = r;
             }
             if (!any_active && paused_victim != NULL) {
-                preempt(s, paused_victim);
+                preempt_behind(s, paused_victim, q);
                 continue;
             }
             break;

@@ -589,6 +589,23 @@ static void test_cancel_pause_overload(void)
     wait_ended(s, 1);
     CHECK_EQ_INT(res[1].n_tokens, 50);
     finish(s);
+
+    /* a paused sequence gives its blocks to one that runs, and finishes intact later */
+    s = make(6, 256, 4, 16, 8);
+    sched_pause_conn(s, 7, true);
+    submit(s, gen(1, 7, "hi", 9, 18));
+    id = 1;
+    pump(s, has_tokens, &id);
+    submit(s, gen(2, 8, "hi", 10, 18)); /* 3 + 18 tokens: all 6 blocks */
+    wait_ended(s, 2);
+    CHECK_EQ_INT(res[2].n_tokens, 18);
+    CHECK_EQ_INT(res[1].n_done, 0);
+    sched_pause_conn(s, 7, false);
+    wait_ended(s, 1);
+    CHECK_EQ_INT(res[1].n_tokens, 18);
+    for (int k = 0; k < 18; k++) CHECK_EQ_INT((unsigned char)res[1].text[k] + 3, script(9, k));
+    for (int k = 0; k < 18; k++) CHECK_EQ_INT((unsigned char)res[2].text[k] + 3, script(10, k));
+    finish(s);
 }
 
 int main(void)
