@@ -232,12 +232,21 @@ static inline __m256i bdot(const uint8_t *w, const int8_t *x, const int32_t *cor
 }
 #endif
 
-#if defined(QQ_VNNI) || defined(QQ_AVX2)
-static inline __m256 bscale(const prep *p, size_t i, float dx, bool halves)
+/* per-block scales of one (row, token): s0[i] = a[i] * dx[i] (s1: the second half, Q6_K) */
+typedef struct bsc { _Alignas(64) float s0[QQ_KC / 32], s1[QQ_KC / 32]; } bsc;
+
+static inline void make_scales(const prep *p, const float *dx, size_t nbc, bool halves, bsc *o)
 {
+    for (size_t i = 0; i < nbc; i++) o->s0[i] = p->a[i] * dx[i];
     if (halves)
-        return _mm256_set_m128(_mm_set1_ps(p->a1[i] * dx), _mm_set1_ps(p->a[i] * dx));
-    return _mm256_set1_ps(p->a[i] * dx);
+        for (size_t i = 0; i < nbc; i++) o->s1[i] = p->a1[i] * dx[i];
+}
+
+#if defined(QQ_VNNI) || defined(QQ_AVX2)
+static inline __m256 bscale(const bsc *s, size_t i, bool halves)
+{
+    if (halves) return _mm256_set_m128(_mm_broadcast_ss(&s->s1[i]), _mm_broadcast_ss(&s->s0[i]));
+    return _mm256_broadcast_ss(&s->s0[i]);
 }
 
 static inline __m256 fmadd8(__m256 a, __m256 b, __m256 c)
@@ -250,27 +259,25 @@ static inline __m256 fmadd8(__m256 a, __m256 b, __m256 c)
 }
 
 /* nr rows (1..4) x one token, blocks [0, nbc) of the chunk */
-static inline void kern(const prep *pr, int nr, const qx *t, size_t kb0, size_t nbc,
-                        lanes8 *acc, bool halves)
+static inline void kern(const prep *pr, const bsc *sc, int nr, const qx *t, size_t kb0,
+                        size_t nbc, lanes8 *acc, bool halves)
 {
     __m256 a0 = _mm256_load_ps(acc[0].v), a1 = a0, a2 = a0, a3 = a0;
     if (nr > 1) a1 = _mm256_load_ps(acc[1].v);
     if (nr > 2) a2 = _mm256_load_ps(acc[2].v);
     if (nr > 3) a3 = _mm256_load_ps(acc[3].v);
     const int8_t *xq = t->xq + 32 * kb0;
-    const float *dx = t->dx + kb0;
     const int32_t *corr = t->corr + 8 * kb0;
     for (size_t i = 0; i < nbc; i++) {
         const int8_t *xb = xq + 32 * i;
         const int32_t *cb = corr + 8 * i;
-        const float d = dx[i];
-        a0 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[0].w + 32 * i, xb, cb)), bscale(&pr[0], i, d, halves), a0);
+        a0 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[0].w + 32 * i, xb, cb)), bscale(&sc[0], i, halves), a0);
         if (nr > 1)
-            a1 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[1].w + 32 * i, xb, cb)), bscale(&pr[1], i, d, halves), a1);
+            a1 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[1].w + 32 * i, xb, cb)), bscale(&sc[1], i, halves), a1);
         if (nr > 2)
-            a2 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[2].w + 32 * i, xb, cb)), bscale(&pr[2], i, d, halves), a2);
+            a2 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[2].w + 32 * i, xb, cb)), bscale(&sc[2], i, halves), a2);
         if (nr > 3)
-            a3 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[3].w + 32 * i, xb, cb)), bscale(&pr[3], i, d, halves), a3);
+            a3 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[3].w + 32 * i, xb, cb)), bscale(&sc[3], i, halves), a3);
     }
     _mm256_store_ps(acc[0].v, a0);
     if (nr > 1) _mm256_store_ps(acc[1].v, a1);
@@ -278,28 +285,75 @@ static inline void kern(const prep *pr, int nr, const qx *t, size_t kb0, size_t 
     if (nr > 3) _mm256_store_ps(acc[3].v, a3);
 }
 
+/* 4 rows x 2 tokens (8 accumulators; the same operations per (row, token) as kern) */
+static inline void kern42(const prep *pr, const bsc *sc0, const bsc *sc1, const qx *t0,
+                          const qx *t1, size_t kb0, size_t nbc, lanes8 *acc0, lanes8 *acc1,
+                          bool halves)
+{
+    __m256 a00 = _mm256_load_ps(acc0[0].v), a10 = _mm256_load_ps(acc0[1].v);
+    __m256 a20 = _mm256_load_ps(acc0[2].v), a30 = _mm256_load_ps(acc0[3].v);
+    __m256 a01 = _mm256_load_ps(acc1[0].v), a11 = _mm256_load_ps(acc1[1].v);
+    __m256 a21 = _mm256_load_ps(acc1[2].v), a31 = _mm256_load_ps(acc1[3].v);
+    const int8_t *x0 = t0->xq + 32 * kb0, *x1 = t1->xq + 32 * kb0;
+    const int32_t *c0 = t0->corr + 8 * kb0, *c1 = t1->corr + 8 * kb0;
+    for (size_t i = 0; i < nbc; i++) {
+        const int8_t *xb0 = x0 + 32 * i, *xb1 = x1 + 32 * i;
+        const int32_t *cb0 = c0 + 8 * i, *cb1 = c1 + 8 * i;
+#define K42(r, aX0, aX1)                                                                        \
+    aX0 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[r].w + 32 * i, xb0, cb0)),                          \
+                 bscale(&sc0[r], i, halves), aX0);                                              \
+    aX1 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[r].w + 32 * i, xb1, cb1)),                          \
+                 bscale(&sc1[r], i, halves), aX1);
+        K42(0, a00, a01)
+        K42(1, a10, a11)
+        K42(2, a20, a21)
+        K42(3, a30, a31)
+#undef K42
+    }
+    _mm256_store_ps(acc0[0].v, a00); _mm256_store_ps(acc0[1].v, a10);
+    _mm256_store_ps(acc0[2].v, a20); _mm256_store_ps(acc0[3].v, a30);
+    _mm256_store_ps(acc1[0].v, a01); _mm256_store_ps(acc1[1].v, a11);
+    _mm256_store_ps(acc1[2].v, a21); _mm256_store_ps(acc1[3].v, a31);
+}
+
+static void kern_pair(const prep *pr, const qx *t0, const qx *t1, size_t kb0, size_t nbc,
+                      lanes8 *acc0, lanes8 *acc1, bool halves)
+{
+    bsc sc0[QQ_RB], sc1[QQ_RB];
+    for (int i = 0; i < QQ_RB; i++) {
+        make_scales(&pr[i], t0->dx + kb0, nbc, halves, &sc0[i]);
+        make_scales(&pr[i], t1->dx + kb0, nbc, halves, &sc1[i]);
+    }
+    if (halves) kern42(pr, sc0, sc1, t0, t1, kb0, nbc, acc0, acc1, true);
+    else kern42(pr, sc0, sc1, t0, t1, kb0, nbc, acc0, acc1, false);
+}
+#define QQ_HAVE_PAIR 1
+
 static void kern_any(const prep *pr, int nr, const qx *t, size_t kb0, size_t nbc, lanes8 *acc,
                      bool halves)
 {
+    bsc sc[QQ_RB];
+    for (int i = 0; i < nr; i++) make_scales(&pr[i], t->dx + kb0, nbc, halves, &sc[i]);
     if (halves) {
-        if (nr == 4) kern(pr, 4, t, kb0, nbc, acc, true);
-        else for (int i = 0; i < nr; i++) kern(pr + i, 1, t, kb0, nbc, acc + i, true);
+        if (nr == 4) kern(pr, sc, 4, t, kb0, nbc, acc, true);
+        else for (int i = 0; i < nr; i++) kern(pr + i, sc + i, 1, t, kb0, nbc, acc + i, true);
     } else {
-        if (nr == 4) kern(pr, 4, t, kb0, nbc, acc, false);
-        else for (int i = 0; i < nr; i++) kern(pr + i, 1, t, kb0, nbc, acc + i, false);
+        if (nr == 4) kern(pr, sc, 4, t, kb0, nbc, acc, false);
+        else for (int i = 0; i < nr; i++) kern(pr + i, sc + i, 1, t, kb0, nbc, acc + i, false);
     }
 }
 #else
 static void kern_any(const prep *pr, int nr, const qx *t, size_t kb0, size_t nbc, lanes8 *acc,
                      bool halves)
 {
+    bsc sc;
     for (int r = 0; r < nr; r++) {
         float *a = acc[r].v;
+        make_scales(&pr[r], t->dx + kb0, nbc, halves, &sc);
         for (size_t i = 0; i < nbc; i++) {
             const int8_t *xb = t->xq + 32 * (kb0 + i);
             const int8_t *wb = (const int8_t *)pr[r].w + 32 * i;
-            const float d = t->dx[kb0 + i];
-            const float s0 = pr[r].a[i] * d, s1 = halves ? pr[r].a1[i] * d : s0;
+            const float s0 = sc.s0[i], s1 = halves ? sc.s1[i] : s0;
             for (int j = 0; j < 8; j++) {
                 int p = 0;
                 for (int k = 0; k < 4; k++) p += wb[4 * j + k] * xb[4 * j + k];
@@ -360,8 +414,15 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
                 const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
                 for (int i = 0; i < nr; i++)
                     prep_row(type, (const uint8_t *)w + (rg + (size_t)i) * row_bytes, kb0, nbc, &pr[i]);
-                for (size_t t = 0; t < ntg; t++) {
+                size_t t = 0;
+#if defined(QQ_HAVE_PAIR)
+                if (nr == QQ_RB)
+                    for (; t + 2 <= ntg; t += 2)
+                        kern_pair(pr, &toks[t], &toks[t + 1], kb0, nbc, acc[t], acc[t + 1], halves);
+#endif
+                for (; t < ntg; t++)
                     kern_any(pr, nr, &toks[t], kb0, nbc, acc[t], halves);
+                for (t = 0; t < ntg; t++) {
                     if (mins)
                         for (int i = 0; i < nr; i++) min_term(&pr[i], &toks[t], kb0, nbc, &macc[t][i]);
                 }
