@@ -185,7 +185,7 @@ int tok_bpe_encode(const tok_vocab *v, const char *text, size_t len, tok_out *ou
     for (size_t pos = 0; pos < len;) {
         uint32_t cp = unicode_cpt_from_utf8_lenient(text, len, &pos);
         cps[n] = cp;
-        fl[n] = cp < 0x80 ? unicode_flags(cp) : unicode_flags(cp);
+        fl[n] = unicode_flags(cp);
         n++;
     }
     size_t nw = tok_pretokenize(v->pre, cps, fl, n, ends, tmp);

@@ -122,10 +122,10 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool add_pr
 {
     size_t cap = (len + 1) * 3;
     char *buf = malloc(cap);
-    sym *syms = malloc((len + 1) * sizeof *syms);
-    heap h = {malloc((len + 1) * 3 * sizeof(bigram)), 0};
+    sym *syms = NULL;
+    heap h = {NULL, 0};
     int rc = 0;
-    if (buf == NULL || syms == NULL || h.a == NULL) {
+    if (buf == NULL) {
         rc = -ENOMEM;
         goto done;
     }
@@ -141,6 +141,14 @@ int tok_spm_encode(const tok_vocab *v, const char *text, size_t len, bool add_pr
         } else {
             buf[n++] = text[i];
         }
+    }
+    /* at most one symbol per byte (a space's U+2581 can be split by a stray lead byte
+     * before it); each merge adds at most two candidate pairs */
+    syms = malloc((n ? n : 1) * sizeof *syms);
+    h.a = malloc((n ? n : 1) * 3 * sizeof(bigram));
+    if (syms == NULL || h.a == NULL) {
+        rc = -ENOMEM;
+        goto done;
     }
     size_t ns = 0;
     for (size_t off = 0; off < n;) {
