@@ -2,8 +2,11 @@
  * workers spin on it for a short while (ENG_POOL_SPIN_NS) after each job, so the ~200 jobs
  * of one forward step start without a sleep/wake round trip each, and then sleep on a
  * condition variable (the machine is shared: idle workers do not burn a core). The caller
- * waits for the others by spinning on an atomic count of unfinished workers, yielding the
- * core when that takes long. */
+ * waits for the others by spinning on an atomic count of unfinished parts, yielding the
+ * core when that takes long. Each part i of a run is claimed once (an atomic per part holds
+ * the generation that last claimed it): the caller, done with part 0, claims and runs every
+ * part whose worker has not started yet, so a worker that the OS has not scheduled (the
+ * machine is shared) delays nothing. fn(arg, i, n) still runs exactly once per i. */
 #include "threadpool.h"
 
 #include <errno.h>
@@ -43,6 +46,7 @@ struct eng_pool {
     _Alignas(64) atomic_int pending; /* workers (other than the caller) still running the job */
     _Alignas(64) atomic_int sleeping; /* workers in (or entering) the condition wait */
     atomic_bool quit;
+    _Atomic unsigned long *claimed; /* [n]: generation that last claimed part i */
     eng_pool_fn fn;
     void *arg;
 };
@@ -77,6 +81,15 @@ static unsigned long wait_gen(eng_pool *pool, unsigned long seen)
     return g;
 }
 
+/* claims part i for generation g; false if someone already did */
+static bool claim(eng_pool *pool, int i, unsigned long g)
+{
+    unsigned long old = atomic_load(&pool->claimed[i]);
+    while (old < g)
+        if (atomic_compare_exchange_weak(&pool->claimed[i], &old, g)) return true;
+    return false;
+}
+
 static void *pool_main(void *p)
 {
     pool_worker *w = p;
@@ -85,7 +98,10 @@ static void *pool_main(void *p)
     for (;;) {
         seen = wait_gen(pool, seen);
         if (atomic_load(&pool->quit)) break;
-        w->pool->fn(pool->arg, w->ith, pool->n);
+        /* a successful claim for generation `seen` means that run is still going on (it
+         * cannot end before this part is done), so fn and arg are that run's */
+        if (!claim(pool, w->ith, seen)) continue;
+        pool->fn(pool->arg, w->ith, pool->n);
         atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
     }
     return NULL;
@@ -118,7 +134,8 @@ int eng_pool_create(int n_threads, eng_pool **ret, eng_error *err)
     atomic_init(&pool->quit, false);
     pool->th = calloc((size_t)n_threads, sizeof *pool->th);
     pool->wk = calloc((size_t)n_threads, sizeof *pool->wk);
-    if (!pool->th || !pool->wk) {
+    pool->claimed = calloc((size_t)n_threads, sizeof *pool->claimed);
+    if (!pool->th || !pool->wk || !pool->claimed) {
         eng_pool_free(pool);
         return eng_error_set(err, -ENOMEM, "thread pool: out of memory");
     }
@@ -150,6 +167,7 @@ void eng_pool_free(eng_pool *pool)
     pthread_mutex_destroy(&pool->mu);
     free(pool->th);
     free(pool->wk);
+    free((void *)pool->claimed);
     free(pool);
 }
 
@@ -165,7 +183,13 @@ void eng_pool_run(eng_pool *pool, eng_pool_fn fn, void *arg)
     pool->arg = arg;
     atomic_store_explicit(&pool->pending, pool->n - 1, memory_order_relaxed);
     publish(pool); /* seq_cst: fn, arg and pending are visible to whoever sees the new gen */
+    const unsigned long g = atomic_load(&pool->gen);
     fn(arg, 0, pool->n);
+    for (int i = 1; i < pool->n; i++) /* parts whose worker has not started: run them here */
+        if (claim(pool, i, g)) {
+            fn(arg, i, pool->n);
+            atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+        }
     for (unsigned i = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; i++) {
         cpu_relax();
         if ((i & 1023) == 1023) sched_yield(); /* a worker may be descheduled */
