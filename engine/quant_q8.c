@@ -374,6 +374,37 @@ static void min_term(const prep *pr, const qx *t, size_t kb0, size_t nbc, lanes8
     }
 }
 
+#if defined(QQ_VNNI)
+/* One token, one Q8_0 or Q4_0 row, straight from the row's blocks (no preparation pass):
+ * the same integer lanes (w + offset as u8, the token's offset correction) and the same
+ * f32 operations, block by block, as prep_row + kern, so the same bits. For decoding, where
+ * each weight is used once and the weight stream is the cost. */
+static void direct_row(uint32_t type, const uint8_t *row, size_t nb, const qx *t, lanes8 *acc)
+{
+    __m256 a = _mm256_setzero_ps();
+    const __m256i flip = _mm256_set1_epi8((char)0x80), m4 = _mm256_set1_epi8(0x0F);
+    if (type == ENG_TYPE_Q8_0) {
+        for (size_t i = 0; i < nb; i++, row += 34) {
+            __m256i wv = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(row + 2)), flip);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)(t->corr + 8 * i)), wv,
+                                            _mm256_loadu_si256((const __m256i *)(t->xq + 32 * i)));
+            const float s = qi_f16(row) * t->dx[i];
+            a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s), a);
+        }
+    } else {
+        for (size_t i = 0; i < nb; i++, row += 18) {
+            __m128i q = _mm_loadu_si128((const __m128i *)(row + 2));
+            __m256i wv = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), m4);
+            __m256i p = _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)(t->corr + 8 * i)), wv,
+                                            _mm256_loadu_si256((const __m256i *)(t->xq + 32 * i)));
+            const float s = qi_f16(row) * t->dx[i];
+            a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s), a);
+        }
+    }
+    _mm256_store_ps(acc->v, a);
+}
+#endif
+
 static inline float tree8(const float *l)
 {
     return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
@@ -410,6 +441,15 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
             const int nr = (int)(r1 - rg < QQ_RB ? r1 - rg : QQ_RB);
             memset(acc, 0, ntg * sizeof acc[0]);
             if (mins) memset(macc, 0, ntg * sizeof macc[0]);
+#if defined(QQ_VNNI)
+            if (ntg == 1 && (type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0)) {
+                for (int i = 0; i < nr; i++)
+                    direct_row(type, (const uint8_t *)w + (rg + (size_t)i) * row_bytes, nb,
+                               &toks[0], &acc[0][i]);
+                for (int i = 0; i < nr; i++) y[t0 * ldy + rg + (size_t)i] = tree8(acc[0][i].v);
+                continue;
+            }
+#endif
             for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KC / 32) {
                 const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
                 for (int i = 0; i < nr; i++)
