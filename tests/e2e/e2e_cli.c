@@ -118,13 +118,22 @@ int main(int argc, char **argv)
     json_t *m0 = json_array_get(json_object_get(j, "models"), 0);
     CHECK(strcmp(json_string_value(json_object_get(m0, "name")), "tiny") == 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(m0, "vocab_size")), 512);
+    CHECK_EQ_INT(json_array_size(json_object_get(j, "models")), 1);
     json_decref(j);
     run(&r, NULL, "--socket", d.sock, "tokenize", "--json", "Once upon a time", NULL);
     EXPECT_CODE(r, 0);
     j = parse_one(r.out);
-    CHECK_MSG(json_is_object(j) || json_is_array(j), "%s", r.out);
-    CHECK_MSG(strstr(r.out, "1") != NULL, "%s", r.out);
+    json_t *toks = json_object_get(j, "tokens");
+    CHECK_MSG(json_is_array(toks) && json_array_size(toks) >= 2, "%s", r.out);
+    CHECK_EQ_INT(json_integer_value(json_array_get(toks, 0)), 1); /* BOS */
+    CHECK_EQ_INT(json_integer_value(json_object_get(j, "count")), (long long)json_array_size(toks));
     json_decref(j);
+    /* the same text through generate --json reports that many prompt tokens */
+    run(&r, NULL, "--socket", d.sock, "generate", "Once upon a time", "-n", "1", "--json", NULL);
+    EXPECT_CODE(r, 0);
+    fin = gen_lines(r.out, ids, 4096, &n, text, sizeof text);
+    CHECK_EQ_INT(json_integer_value(json_object_get(fin, "prompt_tokens")), 5);
+    json_decref(fin);
 
     /* Ctrl-C mid-stream: the final object says cancelled, exit 130, and the daemon's blocks are free */
     run_opts oi = {.sigint_after = "\"tokens\""};
