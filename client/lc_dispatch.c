@@ -54,7 +54,7 @@ static int dispatch_chunk(lc_conn *c, lc_req *r, const Llamad__V1__TokenChunk *t
         for (size_t i = 0; i < tc->n_logprobs; i++) {
             const Llamad__V1__TokenLogprob *tl = tc->logprobs[i];
             c->lp[i].logprob = tl->logprob;
-            c->lp[i].top = c->top + k;
+            c->lp[i].top = tl->n_top > 0 ? c->top + k : NULL; /* c->top may be NULL: no NULL + 0 */
             c->lp[i].n_top = tl->n_top;
             for (size_t j = 0; j < tl->n_top; j++, k++) {
                 const Llamad__V1__TopLogprob *t = tl->top[j];

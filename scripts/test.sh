@@ -45,15 +45,18 @@ test_args=()
 run_build release -- --buildtype=release
 
 if [[ ${LLAMAD_TEST_ASAN:-1} != 0 ]]; then
-  # Timeouts are longer under the sanitizers.
+  # Timeouts are longer under the sanitizers. Every UBSan report is fatal
+  # (-fno-sanitize-recover), whatever environment a test gets; ASan's always are.
   test_args=(--timeout-multiplier 4)
-  run_build asan -- --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
+  run_build asan -- --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dc_args=-fno-sanitize-recover=undefined
   test_args=()
 fi
 
 if [[ ${LLAMAD_TEST_FUZZ:-1} != 0 ]] && command -v clang >/dev/null; then
   test_args=(--suite fuzz)
-  run_build fuzz CC=clang -- --buildtype=debugoptimized -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false
+  run_build fuzz CC=clang -- --buildtype=debugoptimized -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dc_args=-fno-sanitize-recover=undefined
   test_args=()
 fi
 

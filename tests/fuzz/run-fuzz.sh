@@ -5,6 +5,9 @@
 set -euo pipefail
 bin=$1 secs=$2 seeds=$3
 shift 3
+# The sanitizers' reports must fail the run even when meson passes no environment.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 work=$(mktemp -d "${TMPDIR:-/tmp}/llamad-fuzz.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/corpus"
