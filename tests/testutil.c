@@ -47,19 +47,30 @@ json_t *tu_load_json(const char *rel)
 
 void *tu_read_file(const char *path, size_t *ret_len)
 {
+    /* Reads until EOF rather than trusting the file size: /proc files report size 0. */
     FILE *f = fopen(path, "rb");
     if (f == NULL) tu_fail(__FILE__, __LINE__, "cannot open %s: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) tu_fail(__FILE__, __LINE__, "seek %s", path);
-    long len = ftell(f);
-    if (len < 0) tu_fail(__FILE__, __LINE__, "tell %s", path);
-    rewind(f);
-    char *buf = malloc((size_t)len + 1);
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
     if (buf == NULL) tu_fail(__FILE__, __LINE__, "out of memory reading %s", path);
-    if (len > 0 && fread(buf, 1, (size_t)len, f) != (size_t)len)
-        tu_fail(__FILE__, __LINE__, "short read %s", path);
-    buf[len] = '\0';
+    for (;;) {
+        if (cap - len < 2) {
+            if (cap > ((size_t)1 << 40)) tu_fail(__FILE__, __LINE__, "%s is too large", path);
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) tu_fail(__FILE__, __LINE__, "out of memory reading %s", path);
+            buf = nb;
+        }
+        size_t n = fread(buf + len, 1, cap - len - 1, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f)) tu_fail(__FILE__, __LINE__, "read error on %s", path);
+            break;
+        }
+    }
     fclose(f);
-    *ret_len = (size_t)len;
+    buf[len] = '\0';
+    *ret_len = len;
     return buf;
 }
 

@@ -115,7 +115,8 @@ static void check_fds(pid_t pid, const char *forbidden)
     (void)files;
 }
 
-/* No file mapping is writable; none is `forbidden`. */
+/* The weights are mapped (read-only, never copied); no file mapping is writable; none is
+ * `forbidden`. */
 static void check_maps(pid_t pid, const char *forbidden)
 {
     char path[64];
@@ -134,7 +135,7 @@ static void check_maps(pid_t pid, const char *forbidden)
         }
     }
     free(maps);
-    (void)ggufs; /* the engine may keep its weights mapped, or not: either way never writable */
+    CHECK_MSG(ggufs >= 1, "llamad has no model file mapped (weights must be used in place)");
 }
 
 static void test_socket_and_files(void)

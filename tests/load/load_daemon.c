@@ -457,6 +457,7 @@ static void test_bad(void)
     snprintf(maps, sizeof maps, "/proc/%d/maps", (int)d.pid);
     size_t len;
     char *mm = tu_read_file(maps, &len);
+    CHECK_MSG(strstr(mm, "stories260K.gguf") != NULL, "llamad's configured model is not mapped");
     CHECK_MSG(strstr(mm, "TinyStories-656K") == NULL, "llamad mapped a model it was not configured with");
     free(mm);
     lt_status st;
