@@ -522,7 +522,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
                          c->dec.max_frame);
                 send_error(c, 0, E(FRAME_TOO_LARGE), msg);
             } else {
-                send_error(c, 0, E(INTERNAL), "cannot read the stream");
+                snprintf(msg, sizeof msg, "cannot read the stream (%s)", strerror(-r));
+                send_error(c, 0, E(INTERNAL), msg);
             }
             srv_log_info("conn %llu: %s; closing", (unsigned long long)c->id, msg);
             c->close_after_flush = true;
