@@ -3,6 +3,7 @@
 #include "quant.h"
 #include "quant_internal.h"
 #include "eng_error.h"
+#include "quant_q8.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -339,6 +340,18 @@ static void lanes_update(const float *const *wp, int nr, const float *x, size_t 
 void eng_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n,
                      const float *x, size_t ldx, size_t nt, float *y, size_t ldy,
                      size_t r0, size_t r1)
+{
+    if (nt == 0 || r0 >= r1) return;
+    if (qq_supported(type, n)) {
+        qq_matmul_rows(type, w, row_bytes, n, x, ldx, nt, y, ldy, r0, r1);
+        return;
+    }
+    eng_matmul_rows_f32act(type, w, row_bytes, n, x, ldx, nt, y, ldy, r0, r1);
+}
+
+void eng_matmul_rows_f32act(uint32_t type, const void *w, size_t row_bytes, size_t n,
+                            const float *x, size_t ldx, size_t nt, float *y, size_t ldy,
+                            size_t r0, size_t r1)
 {
     const eng_type_info *ti = eng_type_info_get(type);
     assert(ti && n % ti->block_elems == 0);

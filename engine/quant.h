@@ -15,14 +15,21 @@
  * in the same order; no fused multiply-add).
  *
  * BATCH INVARIANCE: eng_dot_row and eng_matmul_rows compute every (row, token) result with
- * the same arithmetic whatever the batch: the weight row is dequantized to f32 exactly,
- * then multiplied with x in 16 fixed lanes (element k goes to lane k % 16, k ascending,
- * one fused multiply-add per element when the build has FMA, a separate multiply and add
- * otherwise), the lanes are summed in a fixed tree order and the tail elements (k >= n
- * rounded down to 16) are added last, in order. So eng_matmul_rows(..., nt = 1) gives the
- * same bits as the same row/token inside any larger call with any r0/r1, and the same bits
- * as eng_dot_row. (A -Dnative=false build and a -march=native build may differ from each
- * other in the last bits; each is deterministic.)
+ * the same arithmetic whatever the batch, so eng_matmul_rows(..., nt = 1) gives the same bits
+ * as the same row/token inside any larger call with any r0/r1, and the same bits as
+ * eng_dot_row. (A -Dnative=false build and a -march=native build may differ from each other
+ * in the last bits; each is deterministic.) Two schemes, chosen by type and n only:
+ *
+ *  - Q8_0, Q4_0, Q4_K, Q6_K (8-bit activations, quant_q8.c): each token's x is quantized per
+ *    32-element block (scale amax/127, round to nearest), integer dot products per block
+ *    (exact), scaled in f32 and summed in a fixed order over the blocks. The result differs
+ *    from the exact dot product of the dequantized row by at most about
+ *    sum_k |w_k| * amax(block of k) / 254 (the activation rounding) plus f32 rounding.
+ *  - every other type, and the f32-activation reference eng_matmul_rows_f32act: the weight
+ *    row is dequantized to f32 exactly, then multiplied with x in 16 fixed lanes (element k
+ *    goes to lane k % 16, k ascending, one fused multiply-add per element when the build has
+ *    FMA, a separate multiply and add otherwise), the lanes are summed in a fixed tree order
+ *    and the tail elements (k >= n rounded down to 16) are added last, in order.
  *
  * All functions are thread-safe (no shared state) and never allocate.
  */
@@ -86,6 +93,12 @@ void eng_dequant_row(uint32_t type, const void *src, float *dst, size_t n);
  * Same bits as eng_matmul_rows for that row and x. Preconditions as eng_dequant_row. */
 float eng_dot_row(uint32_t type, const void *row, const float *x, size_t n);
 
+/* eng_matmul_rows with f32 activations for every type (the dequantize-and-FMA scheme above);
+ * the reference the tests compare the 8-bit-activation kernels with. Same contract. */
+void eng_matmul_rows_f32act(uint32_t type, const void *w, size_t row_bytes, size_t n,
+                            const float *x, size_t ldx, size_t nt, float *y, size_t ldy,
+                            size_t r0, size_t r1);
+
 /* Matrix kernel for the forward pass: for rows r in [r0, r1) and tokens t in [0, nt):
  *   y[t*ldy + r] = dot(W row r, x + t*ldx)
  * W row r starts at (const char *)w + r*row_bytes; rows have n elements. Each weight block
@@ -96,6 +109,13 @@ float eng_dot_row(uint32_t type, const void *row, const float *x, size_t n);
 void eng_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n,
                      const float *x, size_t ldx, size_t nt, float *y, size_t ldy,
                      size_t r0, size_t r1);
+
+/* Quantizes n f32 values (a multiple of the block size) into one row of type, round to
+ * nearest per block: F32, F16, Q8_0 (d = amax/127), Q4_0 (d = -max/8, the signed value of
+ * largest magnitude), Q4_K (per-sub-block min/range, 6-bit scales rounded to nearest).
+ * 0 on success; -EINVAL for a bad n or unknown type, -ENOTSUP for a type without a quantizer.
+ * For writing test and benchmark models; not a hot path. */
+int eng_quantize_row(uint32_t type, const float *src, void *dst, size_t n);
 
 /* IEEE 754 binary16 <-> binary32. f32 -> f16 rounds to nearest, ties to even; overflow
  * gives +-inf; results below the normal range become subnormals (or +-0); NaN stays NaN

@@ -1,14 +1,34 @@
-/* Fixed worker pool: a generation counter under a mutex, one condition variable to start
- * work and one to report completion. Workers sleep between steps (the machine is shared). */
+/* Fixed worker pool. A run publishes (fn, arg) and bumps an atomic generation counter;
+ * workers spin on it for a short while (ENG_POOL_SPIN_NS) after each job, so the ~200 jobs
+ * of one forward step start without a sleep/wake round trip each, and then sleep on a
+ * condition variable (the machine is shared: idle workers do not burn a core). The caller
+ * waits for the others by spinning on an atomic count of unfinished parts, yielding the
+ * core when that takes long. Each part i of a run is claimed once (an atomic per part holds
+ * the generation that last claimed it): the caller, done with part 0, claims and runs every
+ * part whose worker has not started yet, so a worker that the OS has not scheduled (the
+ * machine is shared) delays nothing. fn(arg, i, n) still runs exactly once per i. */
 #include "threadpool.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* how long an idle worker spins before it sleeps */
+#define ENG_POOL_SPIN_NS 300000L
 
 typedef struct pool_worker {
     eng_pool *pool;
@@ -22,33 +42,80 @@ struct eng_pool {
     int n_started;
     pthread_mutex_t mu;
     pthread_cond_t start_cv;
-    pthread_cond_t done_cv;
-    unsigned long gen;     /* incremented per run */
-    int pending;           /* workers (other than the caller) still running the job */
-    bool quit;
+    _Alignas(64) atomic_ulong gen; /* incremented per run (and at quit) */
+    _Alignas(64) atomic_int pending; /* workers (other than the caller) still running the job */
+    _Alignas(64) atomic_int sleeping; /* workers in (or entering) the condition wait */
+    atomic_bool quit;
+    _Atomic unsigned long *claimed; /* [n]: generation that last claimed part i */
     eng_pool_fn fn;
     void *arg;
 };
+
+static long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
+/* waits until gen != seen; returns the new gen */
+static unsigned long wait_gen(eng_pool *pool, unsigned long seen)
+{
+    unsigned long g;
+    long t0 = 0;
+    for (unsigned i = 0;; i++) {
+        g = atomic_load_explicit(&pool->gen, memory_order_acquire);
+        if (g != seen) return g;
+        cpu_relax();
+        if ((i & 255) == 255) {
+            long t = now_ns();
+            if (t0 == 0) t0 = t;
+            else if (t - t0 > ENG_POOL_SPIN_NS) break;
+        }
+    }
+    pthread_mutex_lock(&pool->mu);
+    atomic_fetch_add(&pool->sleeping, 1);
+    while ((g = atomic_load(&pool->gen)) == seen) pthread_cond_wait(&pool->start_cv, &pool->mu);
+    atomic_fetch_sub(&pool->sleeping, 1);
+    pthread_mutex_unlock(&pool->mu);
+    return g;
+}
+
+/* claims part i for generation g; false if someone already did */
+static bool claim(eng_pool *pool, int i, unsigned long g)
+{
+    unsigned long old = atomic_load(&pool->claimed[i]);
+    while (old < g)
+        if (atomic_compare_exchange_weak(&pool->claimed[i], &old, g)) return true;
+    return false;
+}
 
 static void *pool_main(void *p)
 {
     pool_worker *w = p;
     eng_pool *pool = w->pool;
     unsigned long seen = 0;
-    pthread_mutex_lock(&pool->mu);
     for (;;) {
-        while (!pool->quit && pool->gen == seen) pthread_cond_wait(&pool->start_cv, &pool->mu);
-        if (pool->quit) break;
-        seen = pool->gen;
-        eng_pool_fn fn = pool->fn;
-        void *arg = pool->arg;
-        pthread_mutex_unlock(&pool->mu);
-        fn(arg, w->ith, pool->n);
-        pthread_mutex_lock(&pool->mu);
-        if (--pool->pending == 0) pthread_cond_signal(&pool->done_cv);
+        seen = wait_gen(pool, seen);
+        if (atomic_load(&pool->quit)) break;
+        /* a successful claim for generation `seen` means that run is still going on (it
+         * cannot end before this part is done), so fn and arg are that run's */
+        if (!claim(pool, w->ith, seen)) continue;
+        pool->fn(pool->arg, w->ith, pool->n);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
     }
-    pthread_mutex_unlock(&pool->mu);
     return NULL;
+}
+
+/* bumps gen and wakes sleepers */
+static void publish(eng_pool *pool)
+{
+    atomic_fetch_add(&pool->gen, 1);
+    if (atomic_load(&pool->sleeping) > 0) {
+        pthread_mutex_lock(&pool->mu);
+        pthread_cond_broadcast(&pool->start_cv);
+        pthread_mutex_unlock(&pool->mu);
+    }
 }
 
 int eng_pool_create(int n_threads, eng_pool **ret, eng_error *err)
@@ -61,10 +128,14 @@ int eng_pool_create(int n_threads, eng_pool **ret, eng_error *err)
     pool->n = n_threads;
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->start_cv, NULL);
-    pthread_cond_init(&pool->done_cv, NULL);
+    atomic_init(&pool->gen, 0);
+    atomic_init(&pool->pending, 0);
+    atomic_init(&pool->sleeping, 0);
+    atomic_init(&pool->quit, false);
     pool->th = calloc((size_t)n_threads, sizeof *pool->th);
     pool->wk = calloc((size_t)n_threads, sizeof *pool->wk);
-    if (!pool->th || !pool->wk) {
+    pool->claimed = calloc((size_t)n_threads, sizeof *pool->claimed);
+    if (!pool->th || !pool->wk || !pool->claimed) {
         eng_pool_free(pool);
         return eng_error_set(err, -ENOMEM, "thread pool: out of memory");
     }
@@ -86,16 +157,17 @@ int eng_pool_create(int n_threads, eng_pool **ret, eng_error *err)
 void eng_pool_free(eng_pool *pool)
 {
     if (!pool) return;
+    atomic_store(&pool->quit, true);
     pthread_mutex_lock(&pool->mu);
-    pool->quit = true;
+    atomic_fetch_add(&pool->gen, 1);
     pthread_cond_broadcast(&pool->start_cv);
     pthread_mutex_unlock(&pool->mu);
     for (int i = 1; i <= pool->n_started; i++) pthread_join(pool->th[i], NULL);
     pthread_cond_destroy(&pool->start_cv);
-    pthread_cond_destroy(&pool->done_cv);
     pthread_mutex_destroy(&pool->mu);
     free(pool->th);
     free(pool->wk);
+    free((void *)pool->claimed);
     free(pool);
 }
 
@@ -107,17 +179,21 @@ void eng_pool_run(eng_pool *pool, eng_pool_fn fn, void *arg)
         fn(arg, 0, 1);
         return;
     }
-    pthread_mutex_lock(&pool->mu);
     pool->fn = fn;
     pool->arg = arg;
-    pool->pending = pool->n - 1;
-    pool->gen++;
-    pthread_cond_broadcast(&pool->start_cv);
-    pthread_mutex_unlock(&pool->mu);
+    atomic_store_explicit(&pool->pending, pool->n - 1, memory_order_relaxed);
+    publish(pool); /* seq_cst: fn, arg and pending are visible to whoever sees the new gen */
+    const unsigned long g = atomic_load(&pool->gen);
     fn(arg, 0, pool->n);
-    pthread_mutex_lock(&pool->mu);
-    while (pool->pending > 0) pthread_cond_wait(&pool->done_cv, &pool->mu);
-    pthread_mutex_unlock(&pool->mu);
+    for (int i = 1; i < pool->n; i++) /* parts whose worker has not started: run them here */
+        if (claim(pool, i, g)) {
+            fn(arg, i, pool->n);
+            atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+        }
+    for (unsigned i = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; i++) {
+        cpu_relax();
+        if ((i & 1023) == 1023) sched_yield(); /* a worker may be descheduled */
+    }
 }
 
 void eng_split_range(long total, int i, int n, long *ret_lo, long *ret_hi)

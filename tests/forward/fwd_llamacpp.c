@@ -1,11 +1,14 @@
 /* Greedy decoding against llama.cpp's vectors (testvectors/greedy, README "How to compare"):
- * ids compared exactly up to the first step whose top1-top2 log-prob margin (llama.cpp's) is
- * below `margin` (0.02 for the F32 model; 0.05 for the quantized ones, because llama.cpp
- * quantizes the activations of quantized matmuls to 8 bits and we do not); at every
+ * ids compared exactly at every step whose top1-top2 log-prob margin (llama.cpp's) is at least
+ * `margin` (0.02 for the F32 model; 0.1 for the quantized ones: both engines quantize the
+ * activations of quantized matmuls to 8 bits per 32-block, but attention and the f16 K/V
+ * arithmetic still differ); the sequence always goes on with llama.cpp's token, so a
+ * near-tie does not end the comparison; at every
  * compared step the reference top-5 log-probs are checked numerically: within `tol` for
  * log-probs above -3, 2*tol below (rare tokens carry more of llama.cpp's quantization error),
  * and the mean difference below tol/4. Measured (this engine vs llama.cpp b4747): F32 worst
- * 0.017, mean 0.001; Q8_0 worst 0.30, mean 0.02; Q4_0 worst 0.15, mean 0.02.
+ * 0.017, mean 0.001, 446 steps compared; Q8_0 worst 0.23, mean 0.025, 356 steps; Q4_0 worst
+ * 0.16, mean 0.024, 335 steps (with f32 activations it was Q8_0 worst 0.30, Q4_0 0.15).
  * Prompts are given as ids and prefilled in chunks of 3 tokens. */
 #include <math.h>
 #include <stdlib.h>
@@ -54,14 +57,15 @@ static void run_file(const char *model_rel, const char *json_rel, double margin,
                 CHECK_MSG(d < (ref > -3.0 ? tol : 2 * tol), "%s %s step %zu: logprob of %d is %.5f, llama.cpp %.5f", model_rel,
                           name, si, id, got, ref);
             }
-            if (m < margin) break; /* near-tie: the rest is not comparable */
             int want = (int)json_integer_value(json_object_get(json_array_get(steps, si), "id"));
             int got = fwd_argmax(logits, e.n_vocab);
-            CHECK_MSG(got == want, "%s %s step %zu: id %d, llama.cpp %d (margin %.4f)", model_rel,
-                      name, si, got, want, m);
-            compared++;
+            if (m >= margin) { /* below: a near-tie, not comparable; llama.cpp's token goes on */
+                CHECK_MSG(got == want, "%s %s step %zu: id %d, llama.cpp %d (margin %.4f)",
+                          model_rel, name, si, got, want, m);
+                compared++;
+            }
             if (si + 1 == json_array_size(steps)) break;
-            int32_t tok = got;
+            int32_t tok = want; /* == got wherever compared */
             fwd_run(&e, s, &tok, 1, 1, logits);
         }
         total += compared;
@@ -80,9 +84,9 @@ int main(void)
 {
     run_file("models/stories260K.gguf", "testvectors/greedy/greedy_stories260K.json", 0.02, 0.03, 300);
     run_file("models/TinyStories-656K-Q8_0.gguf",
-             "testvectors/greedy/greedy_TinyStories-656K-Q8_0.json", 0.05, 0.2, 150);
+             "testvectors/greedy/greedy_TinyStories-656K-Q8_0.json", 0.1, 0.2, 300);
     run_file("testvectors/greedy/TinyStories-656K-Q4_0.gguf",
-             "testvectors/greedy/greedy_TinyStories-656K-Q4_0.json", 0.05, 0.2, 60);
+             "testvectors/greedy/greedy_TinyStories-656K-Q4_0.json", 0.1, 0.2, 300);
     printf("fwd_llamacpp: ok\n");
     return 0;
 }

@@ -1,8 +1,10 @@
 /* Dot and matrix kernels: accuracy against a double-precision reference on the
  * dequantized weights, and batch invariance (bit-identical results for any nt, r0, r1,
- * token neighbours, and equal to eng_dot_row). Also the type table and row sizes. */
+ * token neighbours, and equal to eng_dot_row), for eng_matmul_rows and for the f32-activation
+ * reference eng_matmul_rows_f32act. Also the type table and row sizes. */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,24 +41,47 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
     for (size_t i = 0; i < NT * ldy; i++) yfull[i] = NAN;
 
     eng_matmul_rows(type, w, row_bytes, n, x, ldx, NT, yfull, ldy, 0, nrows);
+    float *yf32 = malloc(NT * ldy * sizeof(float));
+    CHECK(yf32);
+    eng_matmul_rows_f32act(type, w, row_bytes, n, x, ldx, NT, yf32, ldy, 0, nrows);
 
-    /* Accuracy: every (row, token) against double precision on the dequantized row. */
-    double worst = 0;
+    /* Accuracy: every (row, token) against double precision on the dequantized row.
+     * The f32-activation path: within f32 rounding (1e-6 of sum |w x|). The 8-bit-activation
+     * path (Q8_0, Q4_0, Q4_K, Q6_K): each x is rounded to a multiple of its 32-block's scale
+     * d = amax/127 kept as binary16, so it moves by at most 0.5 d (1 + 2^-11) + 127 d 2^-11
+     * <= 0.0045 amax: the bound is 0.0045 * sum_k |w_k| amax(block of k), plus f32 rounding. */
+    const bool q8act = type == 8 || type == 2 || type == 12 || type == 14;
+    double worst = 0, worst_q = 0;
     for (size_t r = 0; r < nrows; r++) {
         eng_dequant_row(type, w + r * row_bytes, deq, n);
         for (size_t t = 0; t < NT; t++) {
-            double ref = 0, mag = 0;
+            const float *xt = x + t * ldx;
+            double ref = 0, mag = 0, qb = 0;
             for (size_t k = 0; k < n; k++) {
-                ref += (double)deq[k] * (double)x[t * ldx + k];
-                mag += fabs((double)deq[k] * (double)x[t * ldx + k]);
+                ref += (double)deq[k] * (double)xt[k];
+                mag += fabs((double)deq[k] * (double)xt[k]);
+                if (q8act) {
+                    double amax = 0;
+                    for (size_t j = k / 32 * 32; j < k / 32 * 32 + 32; j++)
+                        if (fabs(xt[j]) > amax) amax = fabs(xt[j]);
+                    qb += fabs((double)deq[k]) * amax * 0.0045;
+                }
             }
-            double got = yfull[t * ldy + r];
+            double got = yf32[t * ldy + r];
             double err = fabs(got - ref), tol = 1e-6 * mag + 1e-30;
-            CHECK_MSG(err <= tol, "%s: row %zu token %zu: %.9g vs %.9g (mag %.3g)", what, r, t,
-                      got, ref, mag);
+            CHECK_MSG(err <= tol, "%s (f32 act): row %zu token %zu: %.9g vs %.9g (mag %.3g)", what,
+                      r, t, got, ref, mag);
             if (mag > 0 && err / mag > worst) worst = err / mag;
+            got = yfull[t * ldy + r];
+            err = fabs(got - ref);
+            tol = q8act ? qb + 1e-6 * mag + 1e-30 : tol;
+            CHECK_MSG(err <= tol, "%s: row %zu token %zu: %.9g vs %.9g (mag %.3g, bound %.3g)", what,
+                      r, t, got, ref, mag, tol);
+            if (q8act && qb > 0 && err / qb > worst_q) worst_q = err / qb;
+            if (!q8act) CHECK(same_bits((float)got, yf32[t * ldy + r]));
         }
     }
+    free(yf32);
     /* Untouched padding of y stays NaN. */
     for (size_t t = 0; t < NT; t++)
         for (size_t r = nrows; r < ldy; r++) CHECK(isnan(yfull[t * ldy + r]));
@@ -106,7 +131,9 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
     eng_matmul_rows(type, w, row_bytes, n, x, ldx, 1, y2, 1, 3, 3);
     CHECK(y2[0] == 42.0f);
     free(y2);
-    printf("ok %-28s n=%-4zu rows=%-4zu worst rel err %.2g\n", what, n, nrows, worst);
+    printf("ok %-28s n=%-4zu rows=%-4zu worst rel err %.2g", what, n, nrows, worst);
+    if (q8act) printf(", 8-bit act: worst err / bound %.2f", worst_q);
+    printf("\n");
     free(x2);
     free(x);
     free(yfull);

@@ -1,0 +1,438 @@
+/* Integer kernels for the 32-element-block weight formats (Q8_0, Q4_0) and the K formats
+ * (Q4_K, Q6_K): activations quantized to 8 bits per 32-element block, integer dot products
+ * per block, scaled and summed in f32 in a fixed order. Contract: quant.h (eng_matmul_rows).
+ *
+ * Per (row, token), for block b (32 elements) of the row, in ascending b:
+ *   x block b -> xq[32] = round(x * 127 / amax_b) (ties to even), dx_b = amax_b / 127
+ *   rounded to binary16 (as llama.cpp's Q8_0 activations; kept in f32 where the half would be
+ *   subnormal or infinite)
+ *   p[j] (8 integer lanes, j = 0..7) = sum over the 4 elements 4j..4j+3 of w_int * xq
+ *   acc[j] = fma(float(p[j]), s_b[j], acc[j])   (mul then add without FMA in the build)
+ * where w_int is the block's integer weight and s_b = a_b * dx_b, a_b its f32 scale:
+ *   Q8_0: w_int = q (-128..127),       a_b = d
+ *   Q4_0: w_int = q - 8,               a_b = d
+ *   Q6_K: w_int = q - 32,              a_b = d * sc[16-elem sub-block] (lanes 0-3 / 4-7)
+ *   Q4_K: w_int = q (0..15),           a_b = d * sc[sub-block], and a min term
+ *         macc[b % 8] += (dmin * mn_b) * (dx_b * sum(xq_b)), b ascending
+ * y = tree(acc) [- tree(macc)], tree(l) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+ * The integer lanes are exact whatever the instruction set (VNNI vpdpbusd with a per-lane
+ * offset correction, AVX2 maddubs with the sign trick, or plain C), so the AVX2 and AVX-512
+ * builds agree to the bit; the portable build (no FMA) differs in the last bits.
+ * Nothing depends on the other tokens, the row range or the batch size. */
+#include "quant.h"
+#include "quant_internal.h"
+#include "quant_q8.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define QQ_VNNI 1
+#elif defined(__AVX2__)
+#define QQ_AVX2 1
+#endif
+
+#define QQ_TG 64        /* tokens per group */
+#define QQ_KC 2048      /* elements per K chunk (64 blocks; a multiple of 256) */
+#define QQ_RB 4         /* rows per group */
+#define QQ_BUF (512 * 1024)
+
+typedef struct { _Alignas(32) float v[8]; } lanes8;
+
+/* per-token quantized activations, in the thread's buffer */
+typedef struct qx {
+    int8_t *xq;     /* n */
+    float *dx;      /* nb */
+    float *ys;      /* nb: dx * sum(xq) (Q4_K) */
+    int32_t *corr;  /* nb * 8: -c * lane sums of xq (VNNI) */
+} qx;
+
+static _Thread_local _Alignas(64) uint8_t qq_buf[QQ_BUF];
+
+static size_t tok_bytes(size_t n)
+{
+    size_t nb = n / 32;
+    return n + nb * 8 + nb * 32;
+}
+
+static int type_offset(uint32_t type)
+{
+    switch (type) {
+    case ENG_TYPE_Q8_0: return 128;
+    case ENG_TYPE_Q4_0: return 8;
+    case ENG_TYPE_Q6_K: return 32;
+    default: return 0;
+    }
+}
+
+bool qq_supported(uint32_t type, size_t n)
+{
+    if (type != ENG_TYPE_Q8_0 && type != ENG_TYPE_Q4_0 && type != ENG_TYPE_Q4_K &&
+        type != ENG_TYPE_Q6_K)
+        return false;
+    return n % 32 == 0 && n > 0 && tok_bytes(n) <= QQ_BUF;
+}
+
+static void quantize_x(const float *x, size_t n, int c, qx *o)
+{
+    const size_t nb = n / 32;
+    for (size_t b = 0; b < nb; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(xb[j]);
+            amax = a > amax ? a : amax;
+        }
+        const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int8_t *q = o->xq + 32 * b;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) {
+            float v = nearbyintf(xb[j] * id);
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            q[j] = (int8_t)v;
+            sum += q[j];
+        }
+        /* the scale as llama.cpp keeps it (binary16), where that is a normal half */
+        const float dh = eng_f16_to_f32(eng_f32_to_f16(d));
+        const float ds = dh >= 0x1p-14f && dh <= 65504.0f ? dh : d;
+        o->dx[b] = ds;
+        o->ys[b] = ds * (float)sum;
+#if defined(QQ_VNNI)
+        for (int j = 0; j < 8; j++)
+            o->corr[8 * b + (size_t)j] = -c * (q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3]);
+#else
+        (void)c;
+#endif
+    }
+}
+
+/* ---- weight preparation: one row, blocks [kb0, kb0 + nbc) -> integer weights (VNNI:
+ * w_int + offset, as u8; else w_int as s8), scales a (a1: second half, Q6_K), mins m (Q4_K) */
+
+typedef struct prep {
+    _Alignas(32) uint8_t w[QQ_KC];
+    float a[QQ_KC / 32], a1[QQ_KC / 32], m[QQ_KC / 32];
+} prep;
+
+#if defined(QQ_VNNI)
+#define WOFF(c) 0
+#else
+#define WOFF(c) (c)
+#endif
+
+static void prep_row(uint32_t type, const uint8_t *row, size_t kb0, size_t nbc, prep *p)
+{
+    switch (type) {
+    case ENG_TYPE_Q8_0: {
+        const uint8_t *b = row + kb0 * 34;
+        for (size_t i = 0; i < nbc; i++, b += 34) {
+            p->a[i] = qi_f16(b);
+#if defined(QQ_VNNI)
+            _mm256_store_si256((__m256i *)(p->w + 32 * i),
+                               _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + 2)),
+                                                _mm256_set1_epi8((char)0x80)));
+#else
+            memcpy(p->w + 32 * i, b + 2, 32);
+#endif
+        }
+        break;
+    }
+    case ENG_TYPE_Q4_0: {
+        const uint8_t *b = row + kb0 * 18;
+        for (size_t i = 0; i < nbc; i++, b += 18) {
+            p->a[i] = qi_f16(b);
+#if defined(__AVX2__)
+            __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
+            __m128i m4 = _mm_set1_epi8(0x0F);
+            __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+#if !defined(QQ_VNNI)
+            v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+#endif
+            _mm256_store_si256((__m256i *)(p->w + 32 * i), v);
+#else
+            for (int j = 0; j < 16; j++) {
+                p->w[32 * i + j] = (uint8_t)((b[2 + j] & 0x0F) - WOFF(8));
+                p->w[32 * i + 16 + j] = (uint8_t)((b[2 + j] >> 4) - WOFF(8));
+            }
+#endif
+        }
+        break;
+    }
+    case ENG_TYPE_Q4_K: {
+        const uint8_t *b = row + (kb0 / 8) * 144;
+        for (size_t i = 0; i < nbc; i += 8, b += 144) {
+            const float d = qi_f16(b), dmin = qi_f16(b + 2);
+            const uint8_t *sb = b + 4, *qs = b + 16;
+            for (int s = 0; s < 8; s++) {
+                int sc, mn;
+                if (s < 4) {
+                    sc = sb[s] & 63;
+                    mn = sb[s + 4] & 63;
+                } else {
+                    sc = (sb[s + 4] & 0x0F) | ((sb[s - 4] >> 6) << 4);
+                    mn = (sb[s + 4] >> 4) | ((sb[s] >> 6) << 4);
+                }
+                p->a[i + (size_t)s] = d * (float)sc;
+                p->m[i + (size_t)s] = dmin * (float)mn;
+            }
+            for (int g = 0; g < 4; g++)
+                for (int l = 0; l < 32; l++) {
+                    p->w[32 * (i + 2 * (size_t)g) + (size_t)l] = qs[32 * g + l] & 0x0F;
+                    p->w[32 * (i + 2 * (size_t)g + 1) + (size_t)l] = qs[32 * g + l] >> 4;
+                }
+        }
+        break;
+    }
+    case ENG_TYPE_Q6_K: {
+        const uint8_t *b = row + (kb0 / 8) * 210;
+        for (size_t i = 0; i < nbc; i += 8, b += 210) {
+            const uint8_t *ql = b, *qh = b + 128;
+            const int8_t *sc = (const int8_t *)(b + 192);
+            const float d = qi_f16(b + 208);
+            for (int s = 0; s < 8; s++) {
+                p->a[i + (size_t)s] = d * (float)sc[2 * s];
+                p->a1[i + (size_t)s] = d * (float)sc[2 * s + 1];
+            }
+            for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
+                uint8_t *w = p->w + 32 * (i + 4 * (size_t)h);
+                for (int l = 0; l < 32; l++) {
+                    w[l] = (uint8_t)(((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - WOFF(32));
+                    w[l + 32] = (uint8_t)(((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - WOFF(32));
+                    w[l + 64] = (uint8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - WOFF(32));
+                    w[l + 96] = (uint8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - WOFF(32));
+                }
+            }
+        }
+        break;
+    }
+    }
+}
+
+/* ---- block dot products: 8 exact integer lanes */
+
+#if defined(QQ_VNNI)
+static inline __m256i bdot(const uint8_t *w, const int8_t *x, const int32_t *corr)
+{
+    return _mm256_dpbusd_epi32(_mm256_load_si256((const __m256i *)corr),
+                               _mm256_load_si256((const __m256i *)w),
+                               _mm256_loadu_si256((const __m256i *)x));
+}
+#elif defined(QQ_AVX2)
+static inline __m256i bdot(const uint8_t *w, const int8_t *x, const int32_t *corr)
+{
+    (void)corr;
+    __m256i wv = _mm256_load_si256((const __m256i *)w);
+    __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+#endif
+
+/* per-block scales of one (row, token): s0[i] = a[i] * dx[i] (s1: the second half, Q6_K) */
+typedef struct bsc { _Alignas(64) float s0[QQ_KC / 32], s1[QQ_KC / 32]; } bsc;
+
+static inline void make_scales(const prep *p, const float *dx, size_t nbc, bool halves, bsc *o)
+{
+    for (size_t i = 0; i < nbc; i++) o->s0[i] = p->a[i] * dx[i];
+    if (halves)
+        for (size_t i = 0; i < nbc; i++) o->s1[i] = p->a1[i] * dx[i];
+}
+
+#if defined(QQ_VNNI) || defined(QQ_AVX2)
+static inline __m256 bscale(const bsc *s, size_t i, bool halves)
+{
+    if (halves) return _mm256_set_m128(_mm_broadcast_ss(&s->s1[i]), _mm_broadcast_ss(&s->s0[i]));
+    return _mm256_broadcast_ss(&s->s0[i]);
+}
+
+static inline __m256 fmadd8(__m256 a, __m256 b, __m256 c)
+{
+#if defined(__FMA__)
+    return _mm256_fmadd_ps(a, b, c);
+#else
+    return _mm256_add_ps(_mm256_mul_ps(a, b), c);
+#endif
+}
+
+/* nr rows (1..4) x one token, blocks [0, nbc) of the chunk */
+static inline void kern(const prep *pr, const bsc *sc, int nr, const qx *t, size_t kb0,
+                        size_t nbc, lanes8 *acc, bool halves)
+{
+    __m256 a0 = _mm256_load_ps(acc[0].v), a1 = a0, a2 = a0, a3 = a0;
+    if (nr > 1) a1 = _mm256_load_ps(acc[1].v);
+    if (nr > 2) a2 = _mm256_load_ps(acc[2].v);
+    if (nr > 3) a3 = _mm256_load_ps(acc[3].v);
+    const int8_t *xq = t->xq + 32 * kb0;
+    const int32_t *corr = t->corr + 8 * kb0;
+    for (size_t i = 0; i < nbc; i++) {
+        const int8_t *xb = xq + 32 * i;
+        const int32_t *cb = corr + 8 * i;
+        a0 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[0].w + 32 * i, xb, cb)), bscale(&sc[0], i, halves), a0);
+        if (nr > 1)
+            a1 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[1].w + 32 * i, xb, cb)), bscale(&sc[1], i, halves), a1);
+        if (nr > 2)
+            a2 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[2].w + 32 * i, xb, cb)), bscale(&sc[2], i, halves), a2);
+        if (nr > 3)
+            a3 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[3].w + 32 * i, xb, cb)), bscale(&sc[3], i, halves), a3);
+    }
+    _mm256_store_ps(acc[0].v, a0);
+    if (nr > 1) _mm256_store_ps(acc[1].v, a1);
+    if (nr > 2) _mm256_store_ps(acc[2].v, a2);
+    if (nr > 3) _mm256_store_ps(acc[3].v, a3);
+}
+
+/* 4 rows x 2 tokens (8 accumulators; the same operations per (row, token) as kern) */
+static inline void kern42(const prep *pr, const bsc *sc0, const bsc *sc1, const qx *t0,
+                          const qx *t1, size_t kb0, size_t nbc, lanes8 *acc0, lanes8 *acc1,
+                          bool halves)
+{
+    __m256 a00 = _mm256_load_ps(acc0[0].v), a10 = _mm256_load_ps(acc0[1].v);
+    __m256 a20 = _mm256_load_ps(acc0[2].v), a30 = _mm256_load_ps(acc0[3].v);
+    __m256 a01 = _mm256_load_ps(acc1[0].v), a11 = _mm256_load_ps(acc1[1].v);
+    __m256 a21 = _mm256_load_ps(acc1[2].v), a31 = _mm256_load_ps(acc1[3].v);
+    const int8_t *x0 = t0->xq + 32 * kb0, *x1 = t1->xq + 32 * kb0;
+    const int32_t *c0 = t0->corr + 8 * kb0, *c1 = t1->corr + 8 * kb0;
+    for (size_t i = 0; i < nbc; i++) {
+        const int8_t *xb0 = x0 + 32 * i, *xb1 = x1 + 32 * i;
+        const int32_t *cb0 = c0 + 8 * i, *cb1 = c1 + 8 * i;
+#define K42(r, aX0, aX1)                                                                        \
+    aX0 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[r].w + 32 * i, xb0, cb0)),                          \
+                 bscale(&sc0[r], i, halves), aX0);                                              \
+    aX1 = fmadd8(_mm256_cvtepi32_ps(bdot(pr[r].w + 32 * i, xb1, cb1)),                          \
+                 bscale(&sc1[r], i, halves), aX1);
+        K42(0, a00, a01)
+        K42(1, a10, a11)
+        K42(2, a20, a21)
+        K42(3, a30, a31)
+#undef K42
+    }
+    _mm256_store_ps(acc0[0].v, a00); _mm256_store_ps(acc0[1].v, a10);
+    _mm256_store_ps(acc0[2].v, a20); _mm256_store_ps(acc0[3].v, a30);
+    _mm256_store_ps(acc1[0].v, a01); _mm256_store_ps(acc1[1].v, a11);
+    _mm256_store_ps(acc1[2].v, a21); _mm256_store_ps(acc1[3].v, a31);
+}
+
+static void kern_pair(const prep *pr, const qx *t0, const qx *t1, size_t kb0, size_t nbc,
+                      lanes8 *acc0, lanes8 *acc1, bool halves)
+{
+    bsc sc0[QQ_RB], sc1[QQ_RB];
+    for (int i = 0; i < QQ_RB; i++) {
+        make_scales(&pr[i], t0->dx + kb0, nbc, halves, &sc0[i]);
+        make_scales(&pr[i], t1->dx + kb0, nbc, halves, &sc1[i]);
+    }
+    if (halves) kern42(pr, sc0, sc1, t0, t1, kb0, nbc, acc0, acc1, true);
+    else kern42(pr, sc0, sc1, t0, t1, kb0, nbc, acc0, acc1, false);
+}
+#define QQ_HAVE_PAIR 1
+
+static void kern_any(const prep *pr, int nr, const qx *t, size_t kb0, size_t nbc, lanes8 *acc,
+                     bool halves)
+{
+    bsc sc[QQ_RB];
+    for (int i = 0; i < nr; i++) make_scales(&pr[i], t->dx + kb0, nbc, halves, &sc[i]);
+    if (halves) {
+        if (nr == 4) kern(pr, sc, 4, t, kb0, nbc, acc, true);
+        else for (int i = 0; i < nr; i++) kern(pr + i, sc + i, 1, t, kb0, nbc, acc + i, true);
+    } else {
+        if (nr == 4) kern(pr, sc, 4, t, kb0, nbc, acc, false);
+        else for (int i = 0; i < nr; i++) kern(pr + i, sc + i, 1, t, kb0, nbc, acc + i, false);
+    }
+}
+#else
+static void kern_any(const prep *pr, int nr, const qx *t, size_t kb0, size_t nbc, lanes8 *acc,
+                     bool halves)
+{
+    bsc sc;
+    for (int r = 0; r < nr; r++) {
+        float *a = acc[r].v;
+        make_scales(&pr[r], t->dx + kb0, nbc, halves, &sc);
+        for (size_t i = 0; i < nbc; i++) {
+            const int8_t *xb = t->xq + 32 * (kb0 + i);
+            const int8_t *wb = (const int8_t *)pr[r].w + 32 * i;
+            const float s0 = sc.s0[i], s1 = halves ? sc.s1[i] : s0;
+            for (int j = 0; j < 8; j++) {
+                int p = 0;
+                for (int k = 0; k < 4; k++) p += wb[4 * j + k] * xb[4 * j + k];
+                float prod = (float)p * (j < 4 ? s0 : s1);
+                a[j] = a[j] + prod;
+            }
+        }
+    }
+}
+#endif
+
+/* Q4_K min term: macc[b % 8] += m_b * ys_b, b ascending */
+static void min_term(const prep *pr, const qx *t, size_t kb0, size_t nbc, lanes8 *macc)
+{
+    for (size_t i = 0; i < nbc; i++) {
+        float pm = pr->m[i] * t->ys[kb0 + i];
+        macc->v[i % 8] = macc->v[i % 8] + pm;
+    }
+}
+
+static inline float tree8(const float *l)
+{
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, const float *x,
+                    size_t ldx, size_t nt, float *y, size_t ldy, size_t r0, size_t r1)
+{
+    const size_t nb = n / 32, tb = tok_bytes(n);
+    size_t tg = QQ_BUF / tb;
+    if (tg > QQ_TG) tg = QQ_TG;
+    const int c = type_offset(type);
+    const bool halves = type == ENG_TYPE_Q6_K, mins = type == ENG_TYPE_Q4_K;
+
+    qx toks[QQ_TG];
+    prep pr[QQ_RB];
+    lanes8 acc[QQ_TG][QQ_RB], macc[QQ_TG][QQ_RB];
+
+    for (size_t t0 = 0; t0 < nt; t0 += tg) {
+        const size_t ntg = nt - t0 < tg ? nt - t0 : tg;
+        /* buffer layout: corr (32-byte aligned), then xq, dx, ys */
+        int32_t *corr = (int32_t *)(void *)qq_buf;
+        int8_t *xq = (int8_t *)(corr + ntg * nb * 8);
+        float *dx = (float *)(void *)(xq + ntg * n);
+        float *ys = dx + ntg * nb;
+        for (size_t t = 0; t < ntg; t++) {
+            toks[t].corr = corr + t * nb * 8;
+            toks[t].xq = xq + t * n;
+            toks[t].dx = dx + t * nb;
+            toks[t].ys = ys + t * nb;
+            quantize_x(x + (t0 + t) * ldx, n, c, &toks[t]);
+        }
+        for (size_t rg = r0; rg < r1; rg += QQ_RB) {
+            const int nr = (int)(r1 - rg < QQ_RB ? r1 - rg : QQ_RB);
+            memset(acc, 0, ntg * sizeof acc[0]);
+            if (mins) memset(macc, 0, ntg * sizeof macc[0]);
+            for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KC / 32) {
+                const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
+                for (int i = 0; i < nr; i++)
+                    prep_row(type, (const uint8_t *)w + (rg + (size_t)i) * row_bytes, kb0, nbc, &pr[i]);
+                size_t t = 0;
+#if defined(QQ_HAVE_PAIR)
+                if (nr == QQ_RB)
+                    for (; t + 2 <= ntg; t += 2)
+                        kern_pair(pr, &toks[t], &toks[t + 1], kb0, nbc, acc[t], acc[t + 1], halves);
+#endif
+                for (; t < ntg; t++)
+                    kern_any(pr, nr, &toks[t], kb0, nbc, acc[t], halves);
+                for (t = 0; t < ntg; t++) {
+                    if (mins)
+                        for (int i = 0; i < nr; i++) min_term(&pr[i], &toks[t], kb0, nbc, &macc[t][i]);
+                }
+            }
+            for (size_t t = 0; t < ntg; t++)
+                for (int i = 0; i < nr; i++) {
+                    float v = tree8(acc[t][i].v);
+                    if (mins) v = v - tree8(macc[t][i].v);
+                    y[(t0 + t) * ldy + rg + (size_t)i] = v;
+                }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+/* Integer (8-bit activation) kernels; internal to the quant sources. See quant_q8.c. */
+#ifndef LLAMAD_QUANT_Q8_H
+#define LLAMAD_QUANT_Q8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* True when qq_matmul_rows handles this type and row length. */
+bool qq_supported(uint32_t type, size_t n);
+void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, const float *x,
+                    size_t ldx, size_t nt, float *y, size_t ldy, size_t r0, size_t r1);
+
+#endif
