@@ -397,6 +397,9 @@ static void on_event(lc_conn *c, const lc_event *ev, void *ud)
         s->n_tokens += k;
     } else if (ev->type == LC_EVENT_DONE) {
         s->info = ev->u.done;
+        /* the first token sampled was the end-of-generation token (not sent): it was
+         * sampled just before this Done, which gives the time to first token */
+        if (s->n_tokens == 0 && ev->u.done.finish == LC_FINISH_STOP) s->t_first = t;
         if (ev->final) {
             s->done = true;
             s->t_done = t;
@@ -594,7 +597,7 @@ static void run_concurrent(const opts *o, const char *sock, uint32_t vocab, conc
             if (s->info.finish == LC_FINISH_LENGTH) cr->n_length++;
             else if (s->info.finish == LC_FINISH_STOP) cr->n_stop++;
             else cr->n_other++;
-            if (s->n_tokens > 0) {
+            if (s->t_first > 0) {
                 ttft[nt] = s->t_first - s->t_submit;
                 sttft[nt] = (double)s->info.first_token_us * 1e-6;
                 squeue[nt] = (double)s->info.queue_us * 1e-6;
@@ -659,7 +662,7 @@ static void run_sequential(lc_conn *conn, uint32_t *const *prompts, int n_prompt
     for (int i = 0; i < count; i++) {
         stream s = {.conn = conn, .prompt = prompts[i], .n_prompt = n_prompt, .gaps = g, .cap_gaps = 64};
         run_streams(&s, 1, o, o->prefix_gen);
-        if (s.failed || s.n_tokens == 0) {
+        if (s.failed || s.t_first == 0) {
             (*n_failed)++;
             ttft[i] = NAN;
             continue;
@@ -737,7 +740,7 @@ static void run_prefix(const opts *o, const char *sock, uint32_t vocab, prefix_r
     nwv = 0;
     cached = prompt = 0;
     for (int i = 0; i < nw; i++) {
-        if (ss[i].failed || ss[i].n_tokens == 0) {
+        if (ss[i].failed || ss[i].t_first == 0) {
             pr->n_failed++;
             continue;
         }
