@@ -21,8 +21,9 @@
  * in the last bits; each is deterministic.) Two schemes, chosen by type and n only:
  *
  *  - Q8_0, Q4_0, Q4_K, Q6_K (8-bit activations, quant_q8.c): each token's x is quantized per
- *    32-element block (scale amax/127, round to nearest), integer dot products per block
- *    (exact), scaled in f32 and summed in a fixed order over the blocks. The result differs
+ *    32-element block (scale amax/127 kept as binary16, round to nearest), integer dot
+ *    products per block (exact), scaled in f32 and summed in a fixed order over the blocks
+ *    (the exact order is described at the top of quant_q8.c). The result differs
  *    from the exact dot product of the dequantized row by at most about
  *    sum_k |w_k| * amax(block of k) / 254 (the activation rounding) plus f32 rounding.
  *  - every other type, and the f32-activation reference eng_matmul_rows_f32act: the weight

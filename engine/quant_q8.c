@@ -2,22 +2,28 @@
  * (Q4_K, Q6_K): activations quantized to 8 bits per 32-element block, integer dot products
  * per block, scaled and summed in f32 in a fixed order. Contract: quant.h (eng_matmul_rows).
  *
- * Per (row, token), for block b (32 elements) of the row, in ascending b:
- *   x block b -> xq[32] = round(x * 127 / amax_b) (ties to even), dx_b = amax_b / 127
- *   rounded to binary16 (as llama.cpp's Q8_0 activations; kept in f32 where the half would be
- *   subnormal or infinite)
- *   p[j] (8 integer lanes, j = 0..7) = sum over the 4 elements 4j..4j+3 of w_int * xq
- *   acc[j] = fma(float(p[j]), s_b[j], acc[j])   (mul then add without FMA in the build)
- * where w_int is the block's integer weight and s_b = a_b * dx_b, a_b its f32 scale:
- *   Q8_0: w_int = q (-128..127),       a_b = d
- *   Q4_0: w_int = q - 8,               a_b = d
- *   Q6_K: w_int = q - 32,              a_b = d * sc[16-elem sub-block] (lanes 0-3 / 4-7)
- *   Q4_K: w_int = q (0..15),           a_b = d * sc[sub-block], and a min term
+ * Activations, per token and 32-element block b (in every scheme):
+ *   xq[32] = round(x * 127 / amax_b) (ties to even), dx_b = amax_b / 127 rounded to binary16
+ *   (as llama.cpp's Q8_0 activations; kept in f32 where the half would be subnormal or
+ *   infinite).
+ *
+ * Q8_0, Q4_0 (mm8 below): per (row, token), block b ascending,
+ *   isum_b = sum over the block of w_int * xq (exact integer; w_int = q, or q - 8 for Q4_0)
+ *   acc = fma(float(isum_b), a_b * dx_b, acc)      (mul then add without FMA in the build)
+ *   y = acc                                          a_b = the block's scale d
+ * Rows are taken 8 at a time, interleaved so that one vpdpbusd serves 8 rows.
+ *
+ * Q4_K, Q6_K: per (row, token), block b ascending, in 8 float lanes:
+ *   p[j] (j = 0..7) = sum over the 4 elements 4j..4j+3 of w_int * xq   (exact)
+ *   acc[j] = fma(float(p[j]), s_b[j], acc[j]),  s_b = a_b * dx_b
+ *   Q6_K: w_int = q - 32, a_b = d * sc[16-element sub-block] (lanes 0-3 / 4-7)
+ *   Q4_K: w_int = q (0..15), a_b = d * sc[sub-block], and a min term
  *         macc[b % 8] += (dmin * mn_b) * (dx_b * sum(xq_b)), b ascending
- * y = tree(acc) [- tree(macc)], tree(l) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
- * The integer lanes are exact whatever the instruction set (VNNI vpdpbusd with a per-lane
- * offset correction, AVX2 maddubs with the sign trick, or plain C), so the AVX2 and AVX-512
- * builds agree to the bit; the portable build (no FMA) differs in the last bits.
+ *   y = tree(acc) [- tree(macc)], tree(l) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+ *
+ * The integer sums are exact whatever the instruction set (VNNI vpdpbusd with an offset
+ * correction, AVX2 maddubs with the sign trick, or plain C), so the AVX2 and AVX-512 builds
+ * agree to the bit; the portable build (no FMA) differs in the last bits.
  * Nothing depends on the other tokens, the row range or the batch size. */
 #include "quant.h"
 #include "quant_internal.h"
@@ -374,9 +380,209 @@ static void min_term(const prep *pr, const qx *t, size_t kb0, size_t nbc, lanes8
     }
 }
 
+
 static inline float tree8(const float *l)
 {
     return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+
+/* ---- Q8_0 and Q4_0: 8 rows interleaved, one exact integer sum per (row, token, block)
+ *
+ * The weights of 8 rows are prepared block by block as 8 vectors: vector j holds, for each
+ * row r, the 4 integer weights 4j..4j+3 of that row's block (an 8 x 8 transpose of 32-bit
+ * groups). One vpdpbusd against the token's 4 activations 4j..4j+3 (broadcast) adds those
+ * 4 products to each row's lane; 8 of them give every row's whole block sum, exact. Then
+ * per (row, token), block b ascending:  acc = fma(float(isum_b), a_b * dx_b, acc);  y = acc.
+ * Integer sums are exact in any order, so the instruction sets agree to the bit. */
+
+#define QQ_R8 8
+
+typedef struct prep8 {
+    _Alignas(32) uint8_t w[QQ_KC / 32][8][32]; /* [block][j][row * 4 + k] */
+    _Alignas(32) float a[QQ_KC / 32][8];       /* [block][row] */
+} prep8;
+
+static void prep8_fill(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, size_t kb0,
+                       size_t nbc, prep8 *p)
+{
+    const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
+#if defined(__AVX2__)
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    for (size_t i = 0; i < nbc; i++) {
+        __m256i R[8], t[8], u[8];
+        for (int r = 0; r < QQ_R8; r++) {
+            if (r >= nr) {
+                R[r] = _mm256_setzero_si256();
+                p->a[i][r] = 0.0f;
+                continue;
+            }
+            const uint8_t *b = w + (size_t)r * row_bytes + (kb0 + i) * bb;
+            p->a[i][r] = qi_f16(b);
+            if (type == ENG_TYPE_Q8_0) {
+                R[r] = _mm256_loadu_si256((const __m256i *)(b + 2));
+#if defined(QQ_VNNI)
+                R[r] = _mm256_xor_si256(R[r], _mm256_set1_epi8((char)0x80));
+#endif
+            } else {
+                __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
+                R[r] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
+#if !defined(QQ_VNNI)
+                R[r] = _mm256_sub_epi8(R[r], _mm256_set1_epi8(8));
+#endif
+            }
+        }
+        for (int r = 0; r < 8; r += 2) {
+            t[r] = _mm256_unpacklo_epi32(R[r], R[r + 1]);
+            t[r + 1] = _mm256_unpackhi_epi32(R[r], R[r + 1]);
+        }
+        for (int h = 0; h < 8; h += 4) {
+            u[h] = _mm256_unpacklo_epi64(t[h], t[h + 2]);
+            u[h + 1] = _mm256_unpackhi_epi64(t[h], t[h + 2]);
+            u[h + 2] = _mm256_unpacklo_epi64(t[h + 1], t[h + 3]);
+            u[h + 3] = _mm256_unpackhi_epi64(t[h + 1], t[h + 3]);
+        }
+        for (int j = 0; j < 4; j++) {
+            _mm256_store_si256((__m256i *)p->w[i][j], _mm256_permute2x128_si256(u[j], u[j + 4], 0x20));
+            _mm256_store_si256((__m256i *)p->w[i][j + 4], _mm256_permute2x128_si256(u[j], u[j + 4], 0x31));
+        }
+    }
+#else
+    for (size_t i = 0; i < nbc; i++) {
+        uint8_t blk[8][32];
+        for (int r = 0; r < QQ_R8; r++) {
+            if (r >= nr) {
+                memset(blk[r], 0, 32);
+                p->a[i][r] = 0.0f;
+                continue;
+            }
+            const uint8_t *b = w + (size_t)r * row_bytes + (kb0 + i) * bb;
+            p->a[i][r] = qi_f16(b);
+            if (type == ENG_TYPE_Q8_0) {
+                memcpy(blk[r], b + 2, 32);
+            } else {
+                for (int k = 0; k < 16; k++) {
+                    blk[r][k] = (uint8_t)((b[2 + k] & 0x0F) - 8);
+                    blk[r][16 + k] = (uint8_t)((b[2 + k] >> 4) - 8);
+                }
+            }
+        }
+        for (int j = 0; j < 8; j++)
+            for (int r = 0; r < 8; r++)
+                for (int k = 0; k < 4; k++) p->w[i][j][4 * r + k] = blk[r][4 * j + k];
+    }
+#endif
+}
+
+static inline int32_t rd_i32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#if defined(QQ_VNNI) || defined(QQ_AVX2)
+/* the 8 rows' exact sums for one block of one token */
+static inline __m256i isum8(const prep8 *p, size_t i, const int8_t *xb, int32_t corr)
+{
+#if defined(QQ_VNNI)
+    __m256i s0 = _mm256_set1_epi32(corr), s1 = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j += 2) {
+        s0 = _mm256_dpbusd_epi32(s0, _mm256_load_si256((const __m256i *)p->w[i][j]),
+                                 _mm256_set1_epi32(rd_i32(xb + 4 * j)));
+        s1 = _mm256_dpbusd_epi32(s1, _mm256_load_si256((const __m256i *)p->w[i][j + 1]),
+                                 _mm256_set1_epi32(rd_i32(xb + 4 * j + 4)));
+    }
+    return _mm256_add_epi32(s0, s1);
+#else
+    (void)corr;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+    for (int j = 0; j < 8; j += 2) {
+        __m256i w0 = _mm256_load_si256((const __m256i *)p->w[i][j]);
+        __m256i w1 = _mm256_load_si256((const __m256i *)p->w[i][j + 1]);
+        __m256i x0 = _mm256_set1_epi32(rd_i32(xb + 4 * j)), x1 = _mm256_set1_epi32(rd_i32(xb + 4 * j + 4));
+        s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w0), _mm256_sign_epi8(x0, w0)), ones));
+        s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w1), _mm256_sign_epi8(x1, w1)), ones));
+    }
+    return _mm256_add_epi32(s0, s1);
+#endif
+}
+
+static void kern8(const prep8 *p, const qx *const *tk, int ntk, size_t kb0, size_t nbc,
+                  lanes8 *const *acc)
+{
+    if (ntk == 2) {
+        __m256 a0 = _mm256_load_ps(acc[0]->v), a1 = _mm256_load_ps(acc[1]->v);
+        for (size_t i = 0; i < nbc; i++) {
+            const size_t b = kb0 + i;
+            __m256i p0 = isum8(p, i, tk[0]->xq + 32 * b, tk[0]->corr[b]);
+            __m256i p1 = isum8(p, i, tk[1]->xq + 32 * b, tk[1]->corr[b]);
+            const __m256 av = _mm256_load_ps(p->a[i]);
+            a0 = fmadd8(_mm256_cvtepi32_ps(p0), _mm256_mul_ps(av, _mm256_set1_ps(tk[0]->dx[b])), a0);
+            a1 = fmadd8(_mm256_cvtepi32_ps(p1), _mm256_mul_ps(av, _mm256_set1_ps(tk[1]->dx[b])), a1);
+        }
+        _mm256_store_ps(acc[0]->v, a0);
+        _mm256_store_ps(acc[1]->v, a1);
+        return;
+    }
+    __m256 a0 = _mm256_load_ps(acc[0]->v);
+    for (size_t i = 0; i < nbc; i++) {
+        const size_t b = kb0 + i;
+        __m256i p0 = isum8(p, i, tk[0]->xq + 32 * b, tk[0]->corr[b]);
+        a0 = fmadd8(_mm256_cvtepi32_ps(p0),
+                    _mm256_mul_ps(_mm256_load_ps(p->a[i]), _mm256_set1_ps(tk[0]->dx[b])), a0);
+    }
+    _mm256_store_ps(acc[0]->v, a0);
+}
+#else
+static void kern8(const prep8 *p, const qx *const *tk, int ntk, size_t kb0, size_t nbc,
+                  lanes8 *const *acc)
+{
+    for (int t = 0; t < ntk; t++)
+        for (int r = 0; r < 8; r++) {
+            float a = acc[t]->v[r];
+            for (size_t i = 0; i < nbc; i++) {
+                const int8_t *xb = tk[t]->xq + 32 * (kb0 + i);
+                int32_t sum = 0;
+                for (int j = 0; j < 8; j++)
+                    for (int k = 0; k < 4; k++)
+                        sum += (int8_t)p->w[i][j][4 * r + k] * xb[4 * j + k];
+                float sc = p->a[i][r] * tk[t]->dx[kb0 + i];
+                float prod = (float)sum * sc;
+                a = a + prod;
+            }
+            acc[t]->v[r] = a;
+        }
+}
+#endif
+
+static void mm8(uint32_t type, const void *w, size_t row_bytes, size_t nb, qx *toks, size_t ntg,
+                float *y, size_t ldy, size_t r0, size_t r1)
+{
+    prep8 pr;
+    lanes8 acc[QQ_TG];
+    for (size_t rg = r0; rg < r1; rg += QQ_R8) {
+        const int nr = (int)(r1 - rg < QQ_R8 ? r1 - rg : QQ_R8);
+        memset(acc, 0, ntg * sizeof acc[0]);
+        for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KC / 32) {
+            const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
+            prep8_fill(type, (const uint8_t *)w + rg * row_bytes, row_bytes, nr, kb0, nbc, &pr);
+            size_t t = 0;
+            for (; t + 2 <= ntg; t += 2) {
+                const qx *tk[2] = {&toks[t], &toks[t + 1]};
+                lanes8 *ac[2] = {&acc[t], &acc[t + 1]};
+                kern8(&pr, tk, 2, kb0, nbc, ac);
+            }
+            for (; t < ntg; t++) {
+                const qx *tk[1] = {&toks[t]};
+                lanes8 *ac[1] = {&acc[t]};
+                kern8(&pr, tk, 1, kb0, nbc, ac);
+            }
+        }
+        for (size_t t = 0; t < ntg; t++)
+            for (int i = 0; i < nr; i++) y[t * ldy + rg + (size_t)i] = acc[t].v[i];
+    }
 }
 
 void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, const float *x,
@@ -405,6 +611,17 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
             toks[t].dx = dx + t * nb;
             toks[t].ys = ys + t * nb;
             quantize_x(x + (t0 + t) * ldx, n, c, &toks[t]);
+        }
+        if (type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0) {
+            /* scalar offset correction per block (VNNI): corr[b] = -c * sum(xq of block b) */
+            for (size_t t = 0; t < ntg; t++)
+                for (size_t b = 0; b < nb; b++) {
+                    int32_t sum = 0;
+                    for (int k = 0; k < 32; k++) sum += toks[t].xq[32 * b + (size_t)k];
+                    toks[t].corr[b] = -c * sum;
+                }
+            mm8(type, w, row_bytes, nb, toks, ntg, y + t0 * ldy, ldy, r0, r1);
+            continue;
         }
         for (size_t rg = r0; rg < r1; rg += QQ_RB) {
             const int nr = (int)(r1 - rg < QQ_RB ? r1 - rg : QQ_RB);
