@@ -116,8 +116,9 @@ static void quantize_x(const float *x, size_t n, int c, qx *o)
     }
 }
 
-/* ---- weight preparation: one row, blocks [kb0, kb0 + nbc) -> integer weights (VNNI:
- * w_int + offset, as u8; else w_int as s8), scales a (a1: second half, Q6_K), mins m (Q4_K) */
+/* ---- Q4_K, Q6_K weight preparation: one row, blocks [kb0, kb0 + nbc) -> integer weights
+ * (VNNI: w_int + offset, as u8; else w_int as s8), scales a (a1: second half, Q6_K), mins m
+ * (Q4_K). (Q8_0 and Q4_0 go through prep8_fill and mm8.) */
 
 typedef struct prep {
     _Alignas(32) uint8_t w[QQ_KC];
@@ -133,41 +134,6 @@ typedef struct prep {
 static void prep_row(uint32_t type, const uint8_t *row, size_t kb0, size_t nbc, prep *p)
 {
     switch (type) {
-    case ENG_TYPE_Q8_0: {
-        const uint8_t *b = row + kb0 * 34;
-        for (size_t i = 0; i < nbc; i++, b += 34) {
-            p->a[i] = qi_f16(b);
-#if defined(QQ_VNNI)
-            _mm256_store_si256((__m256i *)(p->w + 32 * i),
-                               _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b + 2)),
-                                                _mm256_set1_epi8((char)0x80)));
-#else
-            memcpy(p->w + 32 * i, b + 2, 32);
-#endif
-        }
-        break;
-    }
-    case ENG_TYPE_Q4_0: {
-        const uint8_t *b = row + kb0 * 18;
-        for (size_t i = 0; i < nbc; i++, b += 18) {
-            p->a[i] = qi_f16(b);
-#if defined(__AVX2__)
-            __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
-            __m128i m4 = _mm_set1_epi8(0x0F);
-            __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-#if !defined(QQ_VNNI)
-            v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
-#endif
-            _mm256_store_si256((__m256i *)(p->w + 32 * i), v);
-#else
-            for (int j = 0; j < 16; j++) {
-                p->w[32 * i + j] = (uint8_t)((b[2 + j] & 0x0F) - WOFF(8));
-                p->w[32 * i + 16 + j] = (uint8_t)((b[2 + j] >> 4) - WOFF(8));
-            }
-#endif
-        }
-        break;
-    }
     case ENG_TYPE_Q4_K: {
         const uint8_t *b = row + (kb0 / 8) * 144;
         for (size_t i = 0; i < nbc; i += 8, b += 144) {
