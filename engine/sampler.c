@@ -255,16 +255,20 @@ int smp_sample(smp_sampler *s, smp_seq *q, const float *logits, smp_result *ret,
                              q->n_vocab, V);
     const smp_params *p = &q->p;
 
-    /* 1. raw log-softmax pieces: max and log-sum-exp in index order */
+    /* 1. raw log-softmax pieces: max, and log-sum-exp in index order, which only the reported
+     *    logprobs need (it is a full pass of exp() over the vocabulary) */
     float mx = -INFINITY;
     for (int32_t i = 0; i < V; i++) {
         if (!isfinite(logits[i]))
             return eng_error_set(err, -EINVAL, "sampler: logit %d is not finite", i);
         if (logits[i] > mx) mx = logits[i];
     }
-    double sum = 0.0;
-    for (int32_t i = 0; i < V; i++) sum += exp((double)(logits[i] - mx));
-    const float lse = mx + (float)log(sum);
+    float lse = NAN;
+    if (p->n_logprobs > 0) {
+        double sum = 0.0;
+        for (int32_t i = 0; i < V; i++) sum += exp((double)(logits[i] - mx));
+        lse = mx + (float)log(sum);
+    }
 
     /* 2. penalties */
     float *w = s->work;

@@ -93,7 +93,8 @@ typedef struct smp_logprob {
 
 typedef struct smp_result {
     int32_t token;
-    float logprob;            /* of the chosen token, raw model distribution */
+    float logprob;            /* of the chosen token, raw model distribution; NaN when
+                                 params.n_logprobs is 0 (not computed) */
     int32_t n_top;            /* == params.n_logprobs (or n_vocab if smaller) */
     smp_logprob top[SMP_MAX_LOGPROBS]; /* best first; ties: lower id first */
 } smp_result;

@@ -277,6 +277,33 @@ static void test_penalties(void)
     smp_seq_free(q);
 }
 
+/* Asking for logprobs changes what is reported, never what is drawn: the same seed gives the
+ * same tokens with and without them, and without them the chosen token's logprob is NaN
+ * (not computed). */
+static void test_logprobs_do_not_change_draws(void)
+{
+    float l[V];
+    logits_of(probs4, l);
+    smp_params p;
+    smp_params_default(&p);
+    p.temperature = 0.7f;
+    p.seed = 7;
+    smp_seq *plain = mkseq(&p);
+    p.n_logprobs = 3;
+    smp_seq *with_lp = mkseq(&p);
+    for (int i = 0; i < 100; i++) {
+        smp_result a, b;
+        eng_error err = {0};
+        CHECK(smp_sample(S, plain, l, &a, &err) == 0);
+        CHECK(smp_sample(S, with_lp, l, &b, &err) == 0);
+        CHECK_EQ_INT(a.token, b.token);
+        CHECK(isnan(a.logprob) && a.n_top == 0);
+        CHECK(isfinite(b.logprob) && b.logprob <= 0.0f && b.n_top == 3);
+    }
+    smp_seq_free(plain);
+    smp_seq_free(with_lp);
+}
+
 static void test_logprobs_and_stop_tokens(void)
 {
     float l[V] = {0.5f, 1.5f, -2.0f, 1.5f, 0.25f, 3.0f, -1.0f, 0.0f};
@@ -445,6 +472,7 @@ int main(void)
     test_determinism();
     test_penalties();
     test_logprobs_and_stop_tokens();
+    test_logprobs_do_not_change_draws();
     test_stop_strings();
     test_large_vocab_topk();
     smp_sampler_free(S);
