@@ -372,6 +372,8 @@ static int build_specials(builder *b)
 {
     tok_vocab *v = b->v;
     int32_t n = v->n_vocab;
+    if (n <= 0) /* checked when the vocabulary was built; stated for the sizes below */
+        return -EINVAL;
     /* eot by text when the metadata has none; eog set; those tokens become control tokens */
     if (v->eot < 0) {
         for (int32_t id = 0; id < n && v->eot < 0; id++)
