@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "chat.h"
-#include "gguf.h"
+#include "fuzz_vocabs.h"
 #include "tokenizer.h"
 
 static const char *const vocab_files[] = {
@@ -32,22 +32,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    const char *root = getenv("LLAMAD_SHARED");
-    if (root == NULL) {
-        fprintf(stderr, "fuzz_chat: LLAMAD_SHARED is not set\n");
-        abort();
-    }
-    for (size_t i = 0; i < N_VOCABS; i++) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", root, vocab_files[i]);
-        gguf_file *f = NULL;
-        eng_error err = {0};
-        if (gguf_open(path, &f, &err) < 0 || tok_load_from_gguf(f, &vocabs[i], &err) < 0) {
-            fprintf(stderr, "fuzz_chat: %s: %s\n", path, err.msg);
-            abort();
-        }
-        gguf_close(f);
-    }
+    fuzz_load_vocabs("fuzz_chat", vocab_files, N_VOCABS, vocabs);
     return 0;
 }
 
