@@ -38,6 +38,9 @@
 
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define QQ_VNNI 1
+#if defined(__AVX512F__)
+#define QQ_Z 1 /* 512-bit vectors for the batched Q8_0/Q4_0 kernel */
+#endif
 #elif defined(__AVX2__)
 #define QQ_AVX2 1
 #endif
@@ -362,6 +365,14 @@ static inline float tree8(const float *l)
  * per (row, token), block b ascending:  acc = fma(float(isum_b), a_b * dx_b, acc);  y = acc.
  * Integer sums are exact in any order, so the instruction sets agree to the bit. */
 
+static inline int32_t rd_i32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#if !defined(QQ_Z) /* (with AVX-512, mm16 below takes three tokens or more) */
 #define QQ_R8 8
 
 typedef struct prep8 {
@@ -440,12 +451,6 @@ static void prep8_fill(uint32_t type, const uint8_t *w, size_t row_bytes, int nr
 #endif
 }
 
-static inline int32_t rd_i32(const int8_t *p)
-{
-    int32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
 
 #if defined(QQ_VNNI) || defined(QQ_AVX2)
 /* the 8 rows' exact sums for one block of one token */
@@ -550,6 +555,288 @@ static void mm8(uint32_t type, const void *w, size_t row_bytes, size_t nb, qx *t
             for (int i = 0; i < nr; i++) y[t * ldy + rg + (size_t)i] = acc[t].v[i];
     }
 }
+#endif /* !QQ_Z */
+
+/* ---- Q8_0 and Q4_0, one or two tokens (decode): rows read in place, 8 at a time.
+ *
+ * Per row and block: one 8-lane integer dot product (4 elements a lane), then the 8 rows'
+ * lanes are summed into one exact integer per row (horizontal adds), and from there the
+ * arithmetic is the same as mm8's: acc = fma(float(isum_b), a_b * dx_b, acc). The weight
+ * scales of the 8 rows are gathered; the row group two ahead is prefetched, since these
+ * calls stream the whole matrix from memory once. */
+
+#if defined(QQ_VNNI) || defined(QQ_AVX2)
+#define QQ_MV_MAX 2
+
+/* 32 integer weights of one block of a row, as bdot wants them (VNNI: w_int + offset, u8) */
+static inline __m256i wblock(uint32_t type, const uint8_t *q)
+{
+    if (type == ENG_TYPE_Q8_0) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)q);
+#if defined(QQ_VNNI)
+        v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
+#endif
+        return v;
+    }
+    const __m128i b = _mm_loadu_si128((const __m128i *)q), m4 = _mm_set1_epi8(0x0F);
+    __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m4), _mm_and_si128(b, m4));
+#if !defined(QQ_VNNI)
+    v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+#endif
+    return v;
+}
+
+/* 8 lanes of 4-element products of one row's block and one token's block (exact) */
+static inline __m256i bdot8(__m256i w, __m256i x)
+{
+#if defined(QQ_VNNI)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x);
+#else
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+#endif
+}
+
+/* v[r] (8 lanes each) -> lane r = sum of v[r]'s lanes */
+static inline __m256i hsum8x8(const __m256i *v)
+{
+    __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+    __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+    __m256i lo = _mm256_hadd_epi32(h01, h23), hi = _mm256_hadd_epi32(h45, h67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(lo, hi, 0x20),
+                            _mm256_permute2x128_si256(lo, hi, 0x31));
+}
+
+/* the 8 rows' block scales (binary16 at the start of each block) as f32 */
+static inline __m256 wscales8(const uint8_t *b, __m256i idx)
+{
+    __m256i g = _mm256_i32gather_epi32((const int *)(const void *)b, idx, 1);
+#if defined(__AVX512VL__) && defined(__AVX512F__)
+    return _mm256_cvtph_ps(_mm256_cvtepi32_epi16(g));
+#else
+    g = _mm256_shuffle_epi8(g, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1,
+                                                -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1,
+                                                -1, -1, -1, -1));
+    g = _mm256_permute4x64_epi64(g, 0x08);
+    return _mm256_cvtph_ps(_mm256_castsi256_si128(g));
+#endif
+}
+
+static inline __attribute__((always_inline)) void mv8_n(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb,
+                         const qx *toks, const size_t ntg, float *y, size_t ldy, size_t r0,
+                         size_t r1)
+{
+    const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
+    for (size_t rg = r0; rg < r1; rg += 8) {
+        const int nr = (int)(r1 - rg < 8 ? r1 - rg : 8);
+        const uint8_t *rows[8];
+        int32_t off[8];
+        for (int r = 0; r < 8; r++) {
+            const int rr = r < nr ? r : nr - 1; /* rows past the end repeat the last one */
+            rows[r] = w + (rg + (size_t)rr) * row_bytes;
+            off[r] = (int32_t)((size_t)rr * row_bytes);
+        }
+        const __m256i idx = _mm256_loadu_si256((const __m256i *)(const void *)off);
+        /* the group two ahead, if it is part of the range */
+        const bool pf = r1 - rg >= 24;
+        const size_t pfd = 16 * row_bytes;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        for (size_t b = 0; b < nb; b++) {
+            const size_t o = b * bb;
+            __m256i v0[8], v1[8];
+            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(toks[0].xq + 32 * b));
+            const __m256i x1 =
+                ntg > 1 ? _mm256_loadu_si256((const __m256i *)(toks[1].xq + 32 * b)) : x0;
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                if (pf) _mm_prefetch((const char *)(rows[r] + pfd + o), _MM_HINT_T2);
+                const __m256i wv = wblock(type, rows[r] + o + 2);
+                v0[r] = bdot8(wv, x0);
+                if (ntg > 1) v1[r] = bdot8(wv, x1);
+            }
+            const __m256 av = wscales8(rows[0] + o, idx);
+#if defined(QQ_VNNI)
+            const __m256i c0 = _mm256_set1_epi32(toks[0].corr[b]);
+#else
+            const __m256i c0 = _mm256_setzero_si256();
+#endif
+            a0 = fmadd8(_mm256_cvtepi32_ps(_mm256_add_epi32(hsum8x8(v0), c0)),
+                        _mm256_mul_ps(av, _mm256_set1_ps(toks[0].dx[b])), a0);
+            if (ntg > 1) {
+#if defined(QQ_VNNI)
+                const __m256i c1 = _mm256_set1_epi32(toks[1].corr[b]);
+#else
+                const __m256i c1 = _mm256_setzero_si256();
+#endif
+                a1 = fmadd8(_mm256_cvtepi32_ps(_mm256_add_epi32(hsum8x8(v1), c1)),
+                            _mm256_mul_ps(av, _mm256_set1_ps(toks[1].dx[b])), a1);
+            }
+        }
+        lanes8 l0, l1;
+        _mm256_store_ps(l0.v, a0);
+        _mm256_store_ps(l1.v, a1);
+        for (int r = 0; r < nr; r++) {
+            y[rg + (size_t)r] = l0.v[r];
+            if (ntg > 1) y[ldy + rg + (size_t)r] = l1.v[r];
+        }
+    }
+}
+
+__attribute__((noinline)) static void mv8(uint32_t type, const uint8_t *w, size_t row_bytes,
+                                          size_t nb, const qx *toks, size_t ntg, float *y,
+                                          size_t ldy, size_t r0, size_t r1)
+{
+    if (type == ENG_TYPE_Q8_0) {
+        if (ntg == 1) mv8_n(ENG_TYPE_Q8_0, w, row_bytes, nb, toks, 1, y, ldy, r0, r1);
+        else mv8_n(ENG_TYPE_Q8_0, w, row_bytes, nb, toks, 2, y, ldy, r0, r1);
+    } else {
+        if (ntg == 1) mv8_n(ENG_TYPE_Q4_0, w, row_bytes, nb, toks, 1, y, ldy, r0, r1);
+        else mv8_n(ENG_TYPE_Q4_0, w, row_bytes, nb, toks, 2, y, ldy, r0, r1);
+    }
+}
+#endif
+
+/* ---- Q8_0 and Q4_0, three tokens or more, AVX-512: 16 rows interleaved in 512-bit vectors.
+ * The same scheme as mm8 (an 8 x 8 transpose of 4-byte groups, done for rows 0-7 and 8-15
+ * into the two halves of each vector), with the 8 weight vectors of a block kept in registers
+ * for 4 tokens at a time. Per (row, token) the arithmetic is mm8's. */
+
+#if defined(QQ_Z)
+#define QQ_KZ 1024 /* elements per K chunk: 32 blocks, 16 KiB of prepared weights */
+
+typedef struct prep16 {
+    _Alignas(64) uint8_t w[QQ_KZ / 32][8][64]; /* [block][j][row * 4 + k] */
+    _Alignas(64) float a[QQ_KZ / 32][16];      /* [block][row] */
+} prep16;
+
+typedef struct { _Alignas(64) float v[16]; } lanes16;
+
+/* rows [0, nr) of the group (nr <= 8), blocks [kb0, kb0 + nbc) -> half h of prep16 */
+static void prep16_half(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, size_t kb0,
+                        size_t nbc, int h, bool pf, prep16 *p)
+{
+    const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
+    const uint8_t *rows[8];
+    for (int r = 0; r < 8; r++) rows[r] = w + (size_t)(r < nr ? r : 0) * row_bytes;
+    for (size_t i = 0; i < nbc; i++) {
+        __m256i R[8], t[8], u[8];
+        const size_t o = (kb0 + i) * bb;
+        for (int r = 0; r < 8; r++) {
+            if (r >= nr) {
+                R[r] = _mm256_setzero_si256();
+                p->a[i][8 * h + r] = 0.0f;
+                continue;
+            }
+            if (pf) _mm_prefetch((const char *)(rows[r] + 16 * row_bytes + o), _MM_HINT_T2);
+            p->a[i][8 * h + r] = qi_f16(rows[r] + o);
+            R[r] = wblock(type, rows[r] + o + 2);
+        }
+        for (int r = 0; r < 8; r += 2) {
+            t[r] = _mm256_unpacklo_epi32(R[r], R[r + 1]);
+            t[r + 1] = _mm256_unpackhi_epi32(R[r], R[r + 1]);
+        }
+        for (int g = 0; g < 8; g += 4) {
+            u[g] = _mm256_unpacklo_epi64(t[g], t[g + 2]);
+            u[g + 1] = _mm256_unpackhi_epi64(t[g], t[g + 2]);
+            u[g + 2] = _mm256_unpacklo_epi64(t[g + 1], t[g + 3]);
+            u[g + 3] = _mm256_unpackhi_epi64(t[g + 1], t[g + 3]);
+        }
+        for (int j = 0; j < 4; j++) {
+            _mm256_store_si256((__m256i *)(p->w[i][j] + 32 * h),
+                               _mm256_permute2x128_si256(u[j], u[j + 4], 0x20));
+            _mm256_store_si256((__m256i *)(p->w[i][j + 4] + 32 * h),
+                               _mm256_permute2x128_si256(u[j], u[j + 4], 0x31));
+        }
+    }
+}
+
+static inline __m512i bc4(const int8_t *x) { return _mm512_set1_epi32(rd_i32(x)); }
+
+/* one token's exact block sums for the 16 rows, weights in W[8] */
+#define ZSUM(W, t, b, out)                                                                      \
+    do {                                                                                        \
+        const int8_t *xb_ = (t)->xq + 32 * (b);                                                 \
+        __m512i s0_ = _mm512_set1_epi32((t)->corr[b]), s1_ = _mm512_setzero_si512();           \
+        s0_ = _mm512_dpbusd_epi32(s0_, W[0], bc4(xb_));                                         \
+        s1_ = _mm512_dpbusd_epi32(s1_, W[1], bc4(xb_ + 4));                                     \
+        s0_ = _mm512_dpbusd_epi32(s0_, W[2], bc4(xb_ + 8));                                     \
+        s1_ = _mm512_dpbusd_epi32(s1_, W[3], bc4(xb_ + 12));                                    \
+        s0_ = _mm512_dpbusd_epi32(s0_, W[4], bc4(xb_ + 16));                                    \
+        s1_ = _mm512_dpbusd_epi32(s1_, W[5], bc4(xb_ + 20));                                    \
+        s0_ = _mm512_dpbusd_epi32(s0_, W[6], bc4(xb_ + 24));                                    \
+        s1_ = _mm512_dpbusd_epi32(s1_, W[7], bc4(xb_ + 28));                                    \
+        (out) = _mm512_add_epi32(s0_, s1_);                                                     \
+    } while (0)
+
+static inline __m512 zfma(__m512i isum, __m512 av, float dx, __m512 acc)
+{
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(av, _mm512_set1_ps(dx)), acc);
+}
+
+static void kern16(const prep16 *p, const qx *toks, size_t ntg, size_t kb0, size_t nbc,
+                   lanes16 *acc)
+{
+    size_t t = 0;
+    for (; t + 4 <= ntg; t += 4) {
+        const qx *t0 = &toks[t], *t1 = &toks[t + 1], *t2 = &toks[t + 2], *t3 = &toks[t + 3];
+        __m512 c0 = _mm512_load_ps(acc[t].v), c1 = _mm512_load_ps(acc[t + 1].v);
+        __m512 c2 = _mm512_load_ps(acc[t + 2].v), c3 = _mm512_load_ps(acc[t + 3].v);
+        for (size_t i = 0; i < nbc; i++) {
+            const size_t b = kb0 + i;
+            __m512i W[8], s0, s1, s2, s3;
+            for (int j = 0; j < 8; j++) W[j] = _mm512_load_si512((const void *)p->w[i][j]);
+            const __m512 av = _mm512_load_ps(p->a[i]);
+            ZSUM(W, t0, b, s0);
+            ZSUM(W, t1, b, s1);
+            ZSUM(W, t2, b, s2);
+            ZSUM(W, t3, b, s3);
+            c0 = zfma(s0, av, t0->dx[b], c0);
+            c1 = zfma(s1, av, t1->dx[b], c1);
+            c2 = zfma(s2, av, t2->dx[b], c2);
+            c3 = zfma(s3, av, t3->dx[b], c3);
+        }
+        _mm512_store_ps(acc[t].v, c0);
+        _mm512_store_ps(acc[t + 1].v, c1);
+        _mm512_store_ps(acc[t + 2].v, c2);
+        _mm512_store_ps(acc[t + 3].v, c3);
+    }
+    for (; t < ntg; t++) {
+        const qx *t0 = &toks[t];
+        __m512 c0 = _mm512_load_ps(acc[t].v);
+        for (size_t i = 0; i < nbc; i++) {
+            const size_t b = kb0 + i;
+            __m512i W[8], s0;
+            for (int j = 0; j < 8; j++) W[j] = _mm512_load_si512((const void *)p->w[i][j]);
+            ZSUM(W, t0, b, s0);
+            c0 = zfma(s0, _mm512_load_ps(p->a[i]), t0->dx[b], c0);
+        }
+        _mm512_store_ps(acc[t].v, c0);
+    }
+}
+#undef ZSUM
+
+static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, const qx *toks,
+                 size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
+{
+    static _Thread_local prep16 pr;
+    lanes16 acc[QQ_TG];
+    for (size_t rg = r0; rg < r1; rg += 16) {
+        const int nr = (int)(r1 - rg < 16 ? r1 - rg : 16);
+        memset(acc, 0, ntg * sizeof acc[0]);
+        const uint8_t *g = (const uint8_t *)w + rg * row_bytes;
+        for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KZ / 32) {
+            const size_t nbc = nb - kb0 < QQ_KZ / 32 ? nb - kb0 : QQ_KZ / 32;
+            const bool pf = r1 - rg >= 32; /* the next group is whole: prefetch it */
+            prep16_half(type, g, row_bytes, nr < 8 ? nr : 8, kb0, nbc, 0, pf, &pr);
+            prep16_half(type, g + 8 * row_bytes, row_bytes, nr > 8 ? nr - 8 : 0, kb0, nbc, 1, pf,
+                        &pr);
+            kern16(&pr, toks, ntg, kb0, nbc, acc);
+        }
+        for (size_t t = 0; t < ntg; t++)
+            for (int i = 0; i < nr; i++) y[t * ldy + rg + (size_t)i] = acc[t].v[i];
+    }
+}
+#endif
 
 void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, const float *x,
                     size_t ldx, size_t nt, float *y, size_t ldy, size_t r0, size_t r1)
@@ -586,7 +873,17 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
                     for (int k = 0; k < 32; k++) sum += toks[t].xq[32 * b + (size_t)k];
                     toks[t].corr[b] = -c * sum;
                 }
+#if defined(QQ_VNNI) || defined(QQ_AVX2)
+            if (ntg <= QQ_MV_MAX) {
+                mv8(type, (const uint8_t *)w, row_bytes, nb, toks, ntg, y + t0 * ldy, ldy, r0, r1);
+                continue;
+            }
+#endif
+#if defined(QQ_Z)
+            mm16(type, w, row_bytes, nb, toks, ntg, y + t0 * ldy, ldy, r0, r1);
+#else
             mm8(type, w, row_bytes, nb, toks, ntg, y + t0 * ldy, ldy, r0, r1);
+#endif
             continue;
         }
         for (size_t rg = r0; rg < r1; rg += QQ_RB) {

@@ -287,10 +287,38 @@ static void check_types(void)
     CHECK_EQ_INT(rb, (SIZE_MAX / 4) * 4);
 }
 
+/* Matrices larger than the reference tensors: K split into several chunks (the kernels keep
+ * 1024 or 2048 elements of prepared weights at a time), row counts with tails, enough rows
+ * for the prefetching paths, and a row stride larger than the row. */
+static void check_large(void)
+{
+    static const uint32_t types[] = {ENG_TYPE_Q8_0, ENG_TYPE_Q4_0};
+    const size_t n = 2304, nrows = 37;
+    float *wf = malloc(n * sizeof(float));
+    CHECK(wf);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        size_t rb;
+        CHECK_EQ_INT(eng_row_bytes(types[ti], n, &rb), 0);
+        const size_t stride = rb + 6;
+        uint8_t *w = malloc(nrows * stride);
+        CHECK(w);
+        for (size_t r = 0; r < nrows; r++) {
+            for (size_t k = 0; k < n; k++) wf[k] = rng_f() * (float)(1 + r % 5);
+            CHECK_EQ_INT(eng_quantize_row(types[ti], wf, w + r * stride, n), 0);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "%s random", eng_type_name(types[ti]));
+        check_matrix(what, types[ti], w, stride, n, nrows);
+        free(w);
+    }
+    free(wf);
+}
+
 int main(void)
 {
     check_types();
     check_plain_types();
     check_vectors();
+    check_large();
     return 0;
 }
