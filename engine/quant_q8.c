@@ -86,37 +86,90 @@ bool qq_supported(uint32_t type, size_t n)
     return n % 32 == 0 && n > 0 && tok_bytes(n) <= QQ_BUF;
 }
 
-static void quantize_x(const float *x, size_t n, int c, qx *o)
+/* the activation scale as llama.cpp keeps it (binary16), where that is a normal half */
+static inline float act_scale(float amax)
+{
+    const float d = amax / 127.0f;
+#if defined(__F16C__)
+    const float dh = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#else
+    const float dh = eng_f16_to_f32(eng_f32_to_f16(d));
+#endif
+    return dh >= 0x1p-14f && dh <= 65504.0f ? dh : d;
+}
+
+void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *bsum)
 {
     const size_t nb = n / 32;
     for (size_t b = 0; b < nb; b++) {
         const float *xb = x + 32 * b;
+        int8_t *q = xq + 32 * b;
+#if defined(__AVX2__)
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        __m256 v[4], m = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) {
+            v[k] = _mm256_loadu_ps(xb + 8 * k);
+            m = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), m);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4);
+        const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        __m256i qi[4], sum = _mm256_setzero_si256();
+        for (int k = 0; k < 4; k++) {
+            __m256 r = _mm256_round_ps(_mm256_mul_ps(v[k], id),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            r = _mm256_max_ps(_mm256_min_ps(r, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-127.0f));
+            qi[k] = _mm256_cvtps_epi32(r);
+            sum = _mm256_add_epi32(sum, qi[k]);
+        }
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(void *)q, p);
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+        bsum[b] = _mm_cvtsi128_si32(s4);
+#else
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) {
             float a = fabsf(xb[j]);
             amax = a > amax ? a : amax;
         }
-        const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        int8_t *q = o->xq + 32 * b;
-        int sum = 0;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
         for (int j = 0; j < 32; j++) {
             float v = nearbyintf(xb[j] * id);
-            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            v = v < 127.0f ? v : 127.0f; /* (NaN -> 127, as the vector code) */
+            v = v > -127.0f ? v : -127.0f;
             q[j] = (int8_t)v;
             sum += q[j];
         }
-        /* the scale as llama.cpp keeps it (binary16), where that is a normal half */
-        const float dh = eng_f16_to_f32(eng_f32_to_f16(d));
-        const float ds = dh >= 0x1p-14f && dh <= 65504.0f ? dh : d;
-        o->dx[b] = ds;
-        o->ys[b] = ds * (float)sum;
+        bsum[b] = sum;
+#endif
+        dx[b] = act_scale(amax);
+    }
+}
+
+/* one token: xq, dx, ys = dx * sum(xq) per block, and the VNNI offset corrections: per block
+ * (lanes false: corr[b] = -c * sum(xq_b)) or per 4-element lane (lanes true: corr[8 b + j]) */
+static void quantize_x(const float *x, size_t n, int c, bool lanes, qx *o)
+{
+    const size_t nb = n / 32;
+    qq_quantize_act(x, n, o->xq, o->dx, o->corr);
+    for (size_t b = 0; b < nb; b++) o->ys[b] = o->dx[b] * (float)o->corr[b];
+    if (!lanes) {
+        for (size_t b = 0; b < nb; b++) o->corr[b] = -c * o->corr[b];
+        return;
+    }
 #if defined(QQ_VNNI)
+    for (size_t b = 0; b < nb; b++) {
+        const int8_t *q = o->xq + 32 * b;
         for (int j = 0; j < 8; j++)
             o->corr[8 * b + (size_t)j] = -c * (q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3]);
-#else
-        (void)c;
-#endif
     }
+#endif
 }
 
 /* ---- Q4_K, Q6_K weight preparation: one row, blocks [kb0, kb0 + nbc) -> integer weights
@@ -846,6 +899,7 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
     if (tg > QQ_TG) tg = QQ_TG;
     const int c = type_offset(type);
     const bool halves = type == ENG_TYPE_Q6_K, mins = type == ENG_TYPE_Q4_K;
+    const bool per_block = type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0;
 
     qx toks[QQ_TG];
     prep pr[QQ_RB];
@@ -863,16 +917,9 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
             toks[t].xq = xq + t * n;
             toks[t].dx = dx + t * nb;
             toks[t].ys = ys + t * nb;
-            quantize_x(x + (t0 + t) * ldx, n, c, &toks[t]);
+            quantize_x(x + (t0 + t) * ldx, n, c, !per_block, &toks[t]);
         }
-        if (type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0) {
-            /* scalar offset correction per block (VNNI): corr[b] = -c * sum(xq of block b) */
-            for (size_t t = 0; t < ntg; t++)
-                for (size_t b = 0; b < nb; b++) {
-                    int32_t sum = 0;
-                    for (int k = 0; k < 32; k++) sum += toks[t].xq[32 * b + (size_t)k];
-                    toks[t].corr[b] = -c * sum;
-                }
+        if (per_block) {
 #if defined(QQ_VNNI) || defined(QQ_AVX2)
             if (ntg <= QQ_MV_MAX) {
                 mv8(type, (const uint8_t *)w, row_bytes, nb, toks, ntg, y + t0 * ldy, ldy, r0, r1);

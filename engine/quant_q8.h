@@ -11,4 +11,9 @@ bool qq_supported(uint32_t type, size_t n);
 void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, const float *x,
                     size_t ldx, size_t nt, float *y, size_t ldy, size_t r0, size_t r1);
 
+/* One token's activations quantized to 8 bits per 32-element block (n % 32 == 0):
+ * xq = round(x * 127 / amax) (ties to even), dx = amax / 127 as binary16 where that is a
+ * normal half, bsum = sum of the block's xq. Exposed for the tests. */
+void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *bsum);
+
 #endif

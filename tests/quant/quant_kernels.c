@@ -11,6 +11,7 @@
 
 #include "eng_error.h"
 #include "quant.h"
+#include "quant_q8.h"
 #include "testutil.h"
 #include "vq.h"
 
@@ -314,8 +315,55 @@ static void check_large(void)
     free(wf);
 }
 
+/* Activation quantization (every instruction set's code) against a plain restatement of its
+ * contract, on ordinary blocks and on the edges: zeros, ties at .5, values that round to the
+ * clamp, tiny and huge scales (binary16 subnormal / overflow: the f32 scale is kept), NaN and
+ * infinities (defined results, no undefined conversions). */
+static void check_quantize_act(void)
+{
+    enum { NB = 12, N = NB * 32 };
+    float x[N];
+    for (size_t i = 0; i < N; i++) x[i] = rng_f() * 3.0f;
+    for (size_t i = 32; i < 64; i++) x[i] = 0.0f;                      /* all zero */
+    for (size_t i = 64; i < 96; i++) x[i] = (float)((int)i - 80) * 0.5f; /* ties */
+    x[64] = 127.0f;                                                      /* id = 1 */
+    for (size_t i = 96; i < 128; i++) x[i] *= 1e-9f;                    /* half subnormal */
+    for (size_t i = 128; i < 160; i++) x[i] *= 1e7f;                    /* half overflow */
+    x[170] = NAN;
+    x[200] = INFINITY;
+    x[240] = -INFINITY;
+    x[241] = NAN;
+    for (size_t i = 256; i < 288; i++) x[i] = (i % 2 ? -1.0f : 1.0f) * (float)(i - 255);
+    int8_t q[N];
+    float dx[NB];
+    int32_t bs[NB];
+    qq_quantize_act(x, N, q, dx, bs);
+    for (size_t b = 0; b < NB; b++) {
+        const float *xb = x + 32 * b;
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++)
+            if (fabsf(xb[j]) > amax) amax = fabsf(xb[j]);
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            float v = nearbyintf(xb[j] * id);
+            int want = isnan(v) || v >= 127.0f ? 127 : v <= -127.0f ? -127 : (int)v;
+            CHECK_MSG(q[32 * b + (size_t)j] == want, "block %zu element %d: %d, want %d", b, j,
+                      q[32 * b + (size_t)j], want);
+            sum += want;
+        }
+        CHECK_MSG(bs[b] == sum, "block %zu: sum %d, want %d", b, (int)bs[b], (int)sum);
+        const float d = amax / 127.0f, dh = eng_f16_to_f32(eng_f32_to_f16(d));
+        const float want_d = dh >= 0x1p-14f && dh <= 65504.0f ? dh : d;
+        CHECK_MSG(same_bits(dx[b], want_d), "block %zu: dx %.9g, want %.9g", b, (double)dx[b],
+                  (double)want_d);
+    }
+    printf("ok activation quantization (%d blocks, edge cases)\n", NB);
+}
+
 int main(void)
 {
+    check_quantize_act();
     check_types();
     check_plain_types();
     check_vectors();
