@@ -7,19 +7,21 @@
  *   (as llama.cpp's Q8_0 activations; kept in f32 where the half would be subnormal or
  *   infinite).
  *
- * Q8_0, Q4_0 (mm8 below): per (row, token), block b ascending,
- *   isum_b = sum over the block of w_int * xq (exact integer; w_int = q, or q - 8 for Q4_0)
- *   acc = fma(float(isum_b), a_b * dx_b, acc)      (mul then add without FMA in the build)
- *   y = acc                                          a_b = the block's scale d
- * Rows are taken 8 at a time, interleaved so that one vpdpbusd serves 8 rows.
+ * Q8_0, Q4_0, Q4_K (the block scheme: mv8, mm8, mm16 below): per (row, token), block b
+ * (32 weights) ascending,
+ *   isum_b = sum over the block of w_int * xq (exact integer; w_int = q, q - 8 for Q4_0)
+ *   acc  = fma(float(isum_b), a_b * dx_b, acc)      (mul then add without FMA in the build)
+ *   macc = fma(m_b, ys_b, macc)                     (Q4_K only; ys_b = dx_b * sum(xq_b))
+ *   y = acc (Q4_K: acc - macc)
+ *   a_b = the block's scale d (Q4_K: d * sc of the sub-block), m_b = dmin * mn (Q4_K).
+ * One or two tokens (mv8) read the rows in place; more tokens interleave 8 rows (mm8) or 16
+ * rows (mm16, AVX-512) so that one vpdpbusd serves every row of the group.
  *
- * Q4_K, Q6_K: per (row, token), block b ascending, in 8 float lanes:
+ * Q6_K: per (row, token), block b ascending, in 8 float lanes:
  *   p[j] (j = 0..7) = sum over the 4 elements 4j..4j+3 of w_int * xq   (exact)
  *   acc[j] = fma(float(p[j]), s_b[j], acc[j]),  s_b = a_b * dx_b
- *   Q6_K: w_int = q - 32, a_b = d * sc[16-element sub-block] (lanes 0-3 / 4-7)
- *   Q4_K: w_int = q (0..15), a_b = d * sc[sub-block], and a min term
- *         macc[b % 8] += (dmin * mn_b) * (dx_b * sum(xq_b)), b ascending
- *   y = tree(acc) [- tree(macc)], tree(l) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+ *   w_int = q - 32, a_b = d * sc[16-element sub-block] (lanes 0-3 / 4-7)
+ *   y = tree(acc), tree(l) = ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
  *
  * The integer sums are exact whatever the instruction set (VNNI vpdpbusd with an offset
  * correction, AVX2 maddubs with the sign trick, or plain C), so the AVX2 and AVX-512 builds
@@ -178,7 +180,7 @@ static void quantize_x(const float *x, size_t n, int c, bool lanes, qx *o)
 
 typedef struct prep {
     _Alignas(32) uint8_t w[QQ_KC];
-    float a[QQ_KC / 32], a1[QQ_KC / 32], m[QQ_KC / 32];
+    float a[QQ_KC / 32], a1[QQ_KC / 32];
 } prep;
 
 #if defined(QQ_VNNI)
@@ -190,31 +192,6 @@ typedef struct prep {
 static void prep_row(uint32_t type, const uint8_t *row, size_t kb0, size_t nbc, prep *p)
 {
     switch (type) {
-    case ENG_TYPE_Q4_K: {
-        const uint8_t *b = row + (kb0 / 8) * 144;
-        for (size_t i = 0; i < nbc; i += 8, b += 144) {
-            const float d = qi_f16(b), dmin = qi_f16(b + 2);
-            const uint8_t *sb = b + 4, *qs = b + 16;
-            for (int s = 0; s < 8; s++) {
-                int sc, mn;
-                if (s < 4) {
-                    sc = sb[s] & 63;
-                    mn = sb[s + 4] & 63;
-                } else {
-                    sc = (sb[s + 4] & 0x0F) | ((sb[s - 4] >> 6) << 4);
-                    mn = (sb[s + 4] >> 4) | ((sb[s] >> 6) << 4);
-                }
-                p->a[i + (size_t)s] = d * (float)sc;
-                p->m[i + (size_t)s] = dmin * (float)mn;
-            }
-            for (int g = 0; g < 4; g++)
-                for (int l = 0; l < 32; l++) {
-                    p->w[32 * (i + 2 * (size_t)g) + (size_t)l] = qs[32 * g + l] & 0x0F;
-                    p->w[32 * (i + 2 * (size_t)g + 1) + (size_t)l] = qs[32 * g + l] >> 4;
-                }
-        }
-        break;
-    }
     case ENG_TYPE_Q6_K: {
         const uint8_t *b = row + (kb0 / 8) * 210;
         for (size_t i = 0; i < nbc; i += 8, b += 210) {
@@ -393,16 +370,6 @@ static void kern_any(const prep *pr, int nr, const qx *t, size_t kb0, size_t nbc
 }
 #endif
 
-/* Q4_K min term: macc[b % 8] += m_b * ys_b, b ascending */
-static void min_term(const prep *pr, const qx *t, size_t kb0, size_t nbc, lanes8 *macc)
-{
-    for (size_t i = 0; i < nbc; i++) {
-        float pm = pr->m[i] * t->ys[kb0 + i];
-        macc->v[i % 8] = macc->v[i % 8] + pm;
-    }
-}
-
-
 static inline float tree8(const float *l)
 {
     return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
@@ -425,85 +392,153 @@ static inline int32_t rd_i32(const int8_t *p)
     return v;
 }
 
+/* ---- where block b of a row (32 weights) is, in the formats of the block scheme:
+ * Q8_0, Q4_0, and Q4_K (block b = sub-block b % 8 of super-block b / 8: the low (b even) or
+ * high (b odd) nibbles of its 32-byte group (b % 8) / 2). */
+static inline const uint8_t *bq_ptr(uint32_t type, const uint8_t *row, size_t b)
+{
+    switch (type) {
+    case ENG_TYPE_Q8_0: return row + 34 * b + 2;
+    case ENG_TYPE_Q4_0: return row + 18 * b + 2;
+    default: return row + 144 * (b / 8) + 16 + 32 * ((b % 8) / 2);
+    }
+}
+
+/* scales a (and mins m, Q4_K; else 0) of blocks [kb0, kb0 + nbc) of one row, to a[i * stride]
+ * (kb0 and nbc are multiples of 8 for Q4_K) */
+static void row_scales(uint32_t type, const uint8_t *row, size_t kb0, size_t nbc, float *a,
+                       float *m, size_t stride)
+{
+    if (type == ENG_TYPE_Q4_K) {
+        for (size_t i = 0; i < nbc; i += 8) {
+            const uint8_t *sb = row + 144 * ((kb0 + i) / 8), *s = sb + 4;
+            const float d = qi_f16(sb), dmin = qi_f16(sb + 2);
+            for (size_t j = 0; j < 8; j++) {
+                int sc, mn;
+                if (j < 4) {
+                    sc = s[j] & 63;
+                    mn = s[j + 4] & 63;
+                } else {
+                    sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+                    mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+                }
+                a[(i + j) * stride] = d * (float)sc;
+                m[(i + j) * stride] = dmin * (float)mn;
+            }
+        }
+        return;
+    }
+    const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
+    for (size_t i = 0; i < nbc; i++) {
+        a[i * stride] = qi_f16(row + (kb0 + i) * bb);
+        m[i * stride] = 0.0f;
+    }
+}
+
+#if defined(__AVX2__)
+/* the 32 integer weights of a block, as the dot products want them: VNNI u8 (w_int + offset:
+ * Q8_0 +128, Q4_0 +8, Q4_K 0), else s8 w_int */
+static inline __m256i wblock(uint32_t type, const uint8_t *q, size_t b)
+{
+    if (type == ENG_TYPE_Q8_0) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)q);
+#if defined(QQ_VNNI)
+        v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
+#endif
+        return v;
+    }
+    if (type == ENG_TYPE_Q4_K) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)q);
+        if (b & 1) v = _mm256_srli_epi16(v, 4);
+        return _mm256_and_si256(v, _mm256_set1_epi8(0x0F));
+    }
+    const __m128i h = _mm_loadu_si128((const __m128i *)q), m4 = _mm_set1_epi8(0x0F);
+    __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(h, 4), m4), _mm_and_si128(h, m4));
+#if !defined(QQ_VNNI)
+    v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+#endif
+    return v;
+}
+
+/* 8 rows' blocks (R[r]) -> 8 vectors, vector j = the rows' 4-byte groups j (8 x 8 transpose of
+ * 32-bit elements), stored at out + j * stride */
+static inline void tr8x8_store(const __m256i *R, uint8_t *out, size_t stride)
+{
+    __m256i t[8], u[8];
+    for (int r = 0; r < 8; r += 2) {
+        t[r] = _mm256_unpacklo_epi32(R[r], R[r + 1]);
+        t[r + 1] = _mm256_unpackhi_epi32(R[r], R[r + 1]);
+    }
+    for (int g = 0; g < 8; g += 4) {
+        u[g] = _mm256_unpacklo_epi64(t[g], t[g + 2]);
+        u[g + 1] = _mm256_unpackhi_epi64(t[g], t[g + 2]);
+        u[g + 2] = _mm256_unpacklo_epi64(t[g + 1], t[g + 3]);
+        u[g + 3] = _mm256_unpackhi_epi64(t[g + 1], t[g + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_store_si256((__m256i *)(void *)(out + (size_t)j * stride),
+                           _mm256_permute2x128_si256(u[j], u[j + 4], 0x20));
+        _mm256_store_si256((__m256i *)(void *)(out + (size_t)(j + 4) * stride),
+                           _mm256_permute2x128_si256(u[j], u[j + 4], 0x31));
+    }
+}
+#else
+/* portable: the 32 integer weights w_int of a block, as s8 */
+static inline void wblock_c(uint32_t type, const uint8_t *q, size_t b, uint8_t out[32])
+{
+    switch (type) {
+    case ENG_TYPE_Q8_0: memcpy(out, q, 32); break;
+    case ENG_TYPE_Q4_0:
+        for (int k = 0; k < 16; k++) {
+            out[k] = (uint8_t)((q[k] & 0x0F) - 8);
+            out[16 + k] = (uint8_t)((q[k] >> 4) - 8);
+        }
+        break;
+    default:
+        for (int k = 0; k < 32; k++) out[k] = (uint8_t)((b & 1) ? q[k] >> 4 : q[k] & 0x0F);
+    }
+}
+#endif
+
 #if !defined(QQ_Z) /* (with AVX-512, mm16 below takes three tokens or more) */
 #define QQ_R8 8
 
 typedef struct prep8 {
     _Alignas(32) uint8_t w[QQ_KC / 32][8][32]; /* [block][j][row * 4 + k] */
     _Alignas(32) float a[QQ_KC / 32][8];       /* [block][row] */
+    _Alignas(32) float m[QQ_KC / 32][8];       /* [block][row] (Q4_K mins) */
 } prep8;
 
 static void prep8_fill(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, size_t kb0,
                        size_t nbc, prep8 *p)
 {
-    const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
-#if defined(__AVX2__)
-    const __m128i m4 = _mm_set1_epi8(0x0F);
-    for (size_t i = 0; i < nbc; i++) {
-        __m256i R[8], t[8], u[8];
-        for (int r = 0; r < QQ_R8; r++) {
-            if (r >= nr) {
-                R[r] = _mm256_setzero_si256();
-                p->a[i][r] = 0.0f;
-                continue;
-            }
-            const uint8_t *b = w + (size_t)r * row_bytes + (kb0 + i) * bb;
-            p->a[i][r] = qi_f16(b);
-            if (type == ENG_TYPE_Q8_0) {
-                R[r] = _mm256_loadu_si256((const __m256i *)(b + 2));
-#if defined(QQ_VNNI)
-                R[r] = _mm256_xor_si256(R[r], _mm256_set1_epi8((char)0x80));
-#endif
-            } else {
-                __m128i q = _mm_loadu_si128((const __m128i *)(b + 2));
-                R[r] = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m4), _mm_and_si128(q, m4));
-#if !defined(QQ_VNNI)
-                R[r] = _mm256_sub_epi8(R[r], _mm256_set1_epi8(8));
-#endif
-            }
+    for (int r = 0; r < QQ_R8; r++) {
+        if (r < nr) {
+            row_scales(type, w + (size_t)r * row_bytes, kb0, nbc, &p->a[0][r], &p->m[0][r], 8);
+            continue;
         }
-        for (int r = 0; r < 8; r += 2) {
-            t[r] = _mm256_unpacklo_epi32(R[r], R[r + 1]);
-            t[r + 1] = _mm256_unpackhi_epi32(R[r], R[r + 1]);
-        }
-        for (int h = 0; h < 8; h += 4) {
-            u[h] = _mm256_unpacklo_epi64(t[h], t[h + 2]);
-            u[h + 1] = _mm256_unpackhi_epi64(t[h], t[h + 2]);
-            u[h + 2] = _mm256_unpacklo_epi64(t[h + 1], t[h + 3]);
-            u[h + 3] = _mm256_unpackhi_epi64(t[h + 1], t[h + 3]);
-        }
-        for (int j = 0; j < 4; j++) {
-            _mm256_store_si256((__m256i *)p->w[i][j], _mm256_permute2x128_si256(u[j], u[j + 4], 0x20));
-            _mm256_store_si256((__m256i *)p->w[i][j + 4], _mm256_permute2x128_si256(u[j], u[j + 4], 0x31));
-        }
+        for (size_t i = 0; i < nbc; i++) p->a[i][r] = p->m[i][r] = 0.0f;
     }
-#else
     for (size_t i = 0; i < nbc; i++) {
+        const size_t b = kb0 + i;
+#if defined(__AVX2__)
+        __m256i R[8];
+        for (int r = 0; r < QQ_R8; r++)
+            R[r] = r < nr ? wblock(type, bq_ptr(type, w + (size_t)r * row_bytes, b), b)
+                          : _mm256_setzero_si256();
+        tr8x8_store(R, p->w[i][0], 32);
+#else
         uint8_t blk[8][32];
         for (int r = 0; r < QQ_R8; r++) {
-            if (r >= nr) {
-                memset(blk[r], 0, 32);
-                p->a[i][r] = 0.0f;
-                continue;
-            }
-            const uint8_t *b = w + (size_t)r * row_bytes + (kb0 + i) * bb;
-            p->a[i][r] = qi_f16(b);
-            if (type == ENG_TYPE_Q8_0) {
-                memcpy(blk[r], b + 2, 32);
-            } else {
-                for (int k = 0; k < 16; k++) {
-                    blk[r][k] = (uint8_t)((b[2 + k] & 0x0F) - 8);
-                    blk[r][16 + k] = (uint8_t)((b[2 + k] >> 4) - 8);
-                }
-            }
+            if (r < nr) wblock_c(type, bq_ptr(type, w + (size_t)r * row_bytes, b), b, blk[r]);
+            else memset(blk[r], 0, 32);
         }
         for (int j = 0; j < 8; j++)
             for (int r = 0; r < 8; r++)
                 for (int k = 0; k < 4; k++) p->w[i][j][4 * r + k] = blk[r][4 * j + k];
-    }
 #endif
+    }
 }
-
 
 #if defined(QQ_VNNI) || defined(QQ_AVX2)
 /* the 8 rows' exact sums for one block of one token */
@@ -533,11 +568,13 @@ static inline __m256i isum8(const prep8 *p, size_t i, const int8_t *xb, int32_t 
 #endif
 }
 
-static void kern8(const prep8 *p, const qx *const *tk, int ntk, size_t kb0, size_t nbc,
-                  lanes8 *const *acc)
+static inline __attribute__((always_inline)) void
+kern8(const prep8 *p, const qx *const *tk, int ntk, size_t kb0, size_t nbc, lanes8 *const *acc,
+      lanes8 *const *macc, const bool mins)
 {
     if (ntk == 2) {
         __m256 a0 = _mm256_load_ps(acc[0]->v), a1 = _mm256_load_ps(acc[1]->v);
+        __m256 m0 = _mm256_load_ps(macc[0]->v), m1 = _mm256_load_ps(macc[1]->v);
         for (size_t i = 0; i < nbc; i++) {
             const size_t b = kb0 + i;
             __m256i p0 = isum8(p, i, tk[0]->xq + 32 * b, tk[0]->corr[b]);
@@ -545,27 +582,36 @@ static void kern8(const prep8 *p, const qx *const *tk, int ntk, size_t kb0, size
             const __m256 av = _mm256_load_ps(p->a[i]);
             a0 = fmadd8(_mm256_cvtepi32_ps(p0), _mm256_mul_ps(av, _mm256_set1_ps(tk[0]->dx[b])), a0);
             a1 = fmadd8(_mm256_cvtepi32_ps(p1), _mm256_mul_ps(av, _mm256_set1_ps(tk[1]->dx[b])), a1);
+            if (mins) {
+                const __m256 mv = _mm256_load_ps(p->m[i]);
+                m0 = fmadd8(mv, _mm256_set1_ps(tk[0]->ys[b]), m0);
+                m1 = fmadd8(mv, _mm256_set1_ps(tk[1]->ys[b]), m1);
+            }
         }
         _mm256_store_ps(acc[0]->v, a0);
         _mm256_store_ps(acc[1]->v, a1);
+        _mm256_store_ps(macc[0]->v, m0);
+        _mm256_store_ps(macc[1]->v, m1);
         return;
     }
-    __m256 a0 = _mm256_load_ps(acc[0]->v);
+    __m256 a0 = _mm256_load_ps(acc[0]->v), m0 = _mm256_load_ps(macc[0]->v);
     for (size_t i = 0; i < nbc; i++) {
         const size_t b = kb0 + i;
         __m256i p0 = isum8(p, i, tk[0]->xq + 32 * b, tk[0]->corr[b]);
         a0 = fmadd8(_mm256_cvtepi32_ps(p0),
                     _mm256_mul_ps(_mm256_load_ps(p->a[i]), _mm256_set1_ps(tk[0]->dx[b])), a0);
+        if (mins) m0 = fmadd8(_mm256_load_ps(p->m[i]), _mm256_set1_ps(tk[0]->ys[b]), m0);
     }
     _mm256_store_ps(acc[0]->v, a0);
+    _mm256_store_ps(macc[0]->v, m0);
 }
 #else
-static void kern8(const prep8 *p, const qx *const *tk, int ntk, size_t kb0, size_t nbc,
-                  lanes8 *const *acc)
+static inline void kern8(const prep8 *p, const qx *const *tk, int ntk, size_t kb0, size_t nbc,
+                         lanes8 *const *acc, lanes8 *const *macc, const bool mins)
 {
     for (int t = 0; t < ntk; t++)
         for (int r = 0; r < 8; r++) {
-            float a = acc[t]->v[r];
+            float a = acc[t]->v[r], ma = macc[t]->v[r];
             for (size_t i = 0; i < nbc; i++) {
                 const int8_t *xb = tk[t]->xq + 32 * (kb0 + i);
                 int32_t sum = 0;
@@ -575,38 +621,53 @@ static void kern8(const prep8 *p, const qx *const *tk, int ntk, size_t kb0, size
                 float sc = p->a[i][r] * tk[t]->dx[kb0 + i];
                 float prod = (float)sum * sc;
                 a = a + prod;
+                if (mins) {
+                    float pm = p->m[i][r] * tk[t]->ys[kb0 + i];
+                    ma = ma + pm;
+                }
             }
             acc[t]->v[r] = a;
+            macc[t]->v[r] = ma;
         }
 }
 #endif
 
-static void mm8(uint32_t type, const void *w, size_t row_bytes, size_t nb, qx *toks, size_t ntg,
-                float *y, size_t ldy, size_t r0, size_t r1)
+static inline __attribute__((always_inline)) void
+mm8_n(uint32_t type, const void *w, size_t row_bytes, size_t nb, qx *toks, size_t ntg, float *y,
+      size_t ldy, size_t r0, size_t r1, const bool mins)
 {
-    prep8 pr;
-    lanes8 acc[QQ_TG];
+    static _Thread_local prep8 pr;
+    lanes8 acc[QQ_TG], macc[QQ_TG];
     for (size_t rg = r0; rg < r1; rg += QQ_R8) {
         const int nr = (int)(r1 - rg < QQ_R8 ? r1 - rg : QQ_R8);
         memset(acc, 0, ntg * sizeof acc[0]);
+        memset(macc, 0, ntg * sizeof macc[0]);
         for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KC / 32) {
             const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
             prep8_fill(type, (const uint8_t *)w + rg * row_bytes, row_bytes, nr, kb0, nbc, &pr);
             size_t t = 0;
             for (; t + 2 <= ntg; t += 2) {
                 const qx *tk[2] = {&toks[t], &toks[t + 1]};
-                lanes8 *ac[2] = {&acc[t], &acc[t + 1]};
-                kern8(&pr, tk, 2, kb0, nbc, ac);
+                lanes8 *ac[2] = {&acc[t], &acc[t + 1]}, *mc[2] = {&macc[t], &macc[t + 1]};
+                kern8(&pr, tk, 2, kb0, nbc, ac, mc, mins);
             }
             for (; t < ntg; t++) {
                 const qx *tk[1] = {&toks[t]};
-                lanes8 *ac[1] = {&acc[t]};
-                kern8(&pr, tk, 1, kb0, nbc, ac);
+                lanes8 *ac[1] = {&acc[t]}, *mc[1] = {&macc[t]};
+                kern8(&pr, tk, 1, kb0, nbc, ac, mc, mins);
             }
         }
         for (size_t t = 0; t < ntg; t++)
-            for (int i = 0; i < nr; i++) y[t * ldy + rg + (size_t)i] = acc[t].v[i];
+            for (int i = 0; i < nr; i++)
+                y[t * ldy + rg + (size_t)i] = mins ? acc[t].v[i] - macc[t].v[i] : acc[t].v[i];
     }
+}
+
+static void mm8(uint32_t type, const void *w, size_t row_bytes, size_t nb, qx *toks, size_t ntg,
+                float *y, size_t ldy, size_t r0, size_t r1)
+{
+    if (type == ENG_TYPE_Q4_K) mm8_n(type, w, row_bytes, nb, toks, ntg, y, ldy, r0, r1, true);
+    else mm8_n(type, w, row_bytes, nb, toks, ntg, y, ldy, r0, r1, false);
 }
 #endif /* !QQ_Z */
 
@@ -620,24 +681,6 @@ static void mm8(uint32_t type, const void *w, size_t row_bytes, size_t nb, qx *t
 
 #if defined(QQ_VNNI) || defined(QQ_AVX2)
 #define QQ_MV_MAX 2
-
-/* 32 integer weights of one block of a row, as bdot wants them (VNNI: w_int + offset, u8) */
-static inline __m256i wblock(uint32_t type, const uint8_t *q)
-{
-    if (type == ENG_TYPE_Q8_0) {
-        __m256i v = _mm256_loadu_si256((const __m256i *)q);
-#if defined(QQ_VNNI)
-        v = _mm256_xor_si256(v, _mm256_set1_epi8((char)0x80));
-#endif
-        return v;
-    }
-    const __m128i b = _mm_loadu_si128((const __m128i *)q), m4 = _mm_set1_epi8(0x0F);
-    __m256i v = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m4), _mm_and_si128(b, m4));
-#if !defined(QQ_VNNI)
-    v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
-#endif
-    return v;
-}
 
 /* 8 lanes of 4-element products of one row's block and one token's block (exact) */
 static inline __m256i bdot8(__m256i w, __m256i x)
@@ -675,11 +718,13 @@ static inline __m256 wscales8(const uint8_t *b, __m256i idx)
 #endif
 }
 
-static inline __attribute__((always_inline)) void mv8_n(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb,
-                         const qx *toks, const size_t ntg, float *y, size_t ldy, size_t r0,
-                         size_t r1)
+static inline __attribute__((always_inline)) void
+mv8_n(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *toks,
+      const size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
 {
+    const bool q4k = type == ENG_TYPE_Q4_K;
     const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
+    _Alignas(32) float ta[QQ_KC / 32][8], tm[QQ_KC / 32][8]; /* Q4_K scales and mins */
     for (size_t rg = r0; rg < r1; rg += 8) {
         const int nr = (int)(r1 - rg < 8 ? r1 - rg : 8);
         const uint8_t *rows[8];
@@ -694,36 +739,49 @@ static inline __attribute__((always_inline)) void mv8_n(uint32_t type, const uin
         const bool pf = r1 - rg >= 24;
         const size_t pfd = 16 * row_bytes;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-        for (size_t b = 0; b < nb; b++) {
-            const size_t o = b * bb;
-            __m256i v0[8], v1[8];
-            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(toks[0].xq + 32 * b));
-            const __m256i x1 =
-                ntg > 1 ? _mm256_loadu_si256((const __m256i *)(toks[1].xq + 32 * b)) : x0;
+        __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
+        for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KC / 32) {
+            const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
+            if (q4k)
+                for (int r = 0; r < 8; r++) row_scales(type, rows[r], kb0, nbc, &ta[0][r], &tm[0][r], 8);
+            for (size_t i = 0; i < nbc; i++) {
+                const size_t b = kb0 + i;
+                __m256i v0[8], v1[8];
+                const __m256i x0 = _mm256_loadu_si256((const __m256i *)(toks[0].xq + 32 * b));
+                const __m256i x1 =
+                    ntg > 1 ? _mm256_loadu_si256((const __m256i *)(toks[1].xq + 32 * b)) : x0;
 #pragma GCC unroll 8
-            for (int r = 0; r < 8; r++) {
-                if (pf) _mm_prefetch((const char *)(rows[r] + pfd + o), _MM_HINT_T2);
-                const __m256i wv = wblock(type, rows[r] + o + 2);
-                v0[r] = bdot8(wv, x0);
-                if (ntg > 1) v1[r] = bdot8(wv, x1);
-            }
-            const __m256 av = wscales8(rows[0] + o, idx);
+                for (int r = 0; r < 8; r++) {
+                    const uint8_t *q = bq_ptr(type, rows[r], b);
+                    if (pf) _mm_prefetch((const char *)(q + pfd), _MM_HINT_T2);
+                    const __m256i wv = wblock(type, q, b);
+                    v0[r] = bdot8(wv, x0);
+                    v1[r] = ntg > 1 ? bdot8(wv, x1) : v0[r];
+                }
+                const __m256 av = q4k ? _mm256_load_ps(ta[i]) : wscales8(rows[0] + b * bb, idx);
 #if defined(QQ_VNNI)
-            const __m256i c0 = _mm256_set1_epi32(toks[0].corr[b]);
+                const __m256i c0 = _mm256_set1_epi32(toks[0].corr[b]);
 #else
-            const __m256i c0 = _mm256_setzero_si256();
+                const __m256i c0 = _mm256_setzero_si256();
 #endif
-            a0 = fmadd8(_mm256_cvtepi32_ps(_mm256_add_epi32(hsum8x8(v0), c0)),
-                        _mm256_mul_ps(av, _mm256_set1_ps(toks[0].dx[b])), a0);
-            if (ntg > 1) {
+                a0 = fmadd8(_mm256_cvtepi32_ps(_mm256_add_epi32(hsum8x8(v0), c0)),
+                            _mm256_mul_ps(av, _mm256_set1_ps(toks[0].dx[b])), a0);
+                if (q4k) m0 = fmadd8(_mm256_load_ps(tm[i]), _mm256_set1_ps(toks[0].ys[b]), m0);
+                if (ntg > 1) {
 #if defined(QQ_VNNI)
-                const __m256i c1 = _mm256_set1_epi32(toks[1].corr[b]);
+                    const __m256i c1 = _mm256_set1_epi32(toks[1].corr[b]);
 #else
-                const __m256i c1 = _mm256_setzero_si256();
+                    const __m256i c1 = _mm256_setzero_si256();
 #endif
-                a1 = fmadd8(_mm256_cvtepi32_ps(_mm256_add_epi32(hsum8x8(v1), c1)),
-                            _mm256_mul_ps(av, _mm256_set1_ps(toks[1].dx[b])), a1);
+                    a1 = fmadd8(_mm256_cvtepi32_ps(_mm256_add_epi32(hsum8x8(v1), c1)),
+                                _mm256_mul_ps(av, _mm256_set1_ps(toks[1].dx[b])), a1);
+                    if (q4k) m1 = fmadd8(_mm256_load_ps(tm[i]), _mm256_set1_ps(toks[1].ys[b]), m1);
+                }
             }
+        }
+        if (q4k) {
+            a0 = _mm256_sub_ps(a0, m0);
+            a1 = _mm256_sub_ps(a1, m1);
         }
         lanes8 l0, l1;
         _mm256_store_ps(l0.v, a0);
@@ -739,13 +797,17 @@ __attribute__((noinline)) static void mv8(uint32_t type, const uint8_t *w, size_
                                           size_t nb, const qx *toks, size_t ntg, float *y,
                                           size_t ldy, size_t r0, size_t r1)
 {
-    if (type == ENG_TYPE_Q8_0) {
-        if (ntg == 1) mv8_n(ENG_TYPE_Q8_0, w, row_bytes, nb, toks, 1, y, ldy, r0, r1);
-        else mv8_n(ENG_TYPE_Q8_0, w, row_bytes, nb, toks, 2, y, ldy, r0, r1);
-    } else {
-        if (ntg == 1) mv8_n(ENG_TYPE_Q4_0, w, row_bytes, nb, toks, 1, y, ldy, r0, r1);
-        else mv8_n(ENG_TYPE_Q4_0, w, row_bytes, nb, toks, 2, y, ldy, r0, r1);
+#define MV8(T)                                                                                  \
+    do {                                                                                        \
+        if (ntg == 1) mv8_n(T, w, row_bytes, nb, toks, 1, y, ldy, r0, r1);                      \
+        else mv8_n(T, w, row_bytes, nb, toks, 2, y, ldy, r0, r1);                               \
+    } while (0)
+    switch (type) {
+    case ENG_TYPE_Q8_0: MV8(ENG_TYPE_Q8_0); break;
+    case ENG_TYPE_Q4_0: MV8(ENG_TYPE_Q4_0); break;
+    default: MV8(ENG_TYPE_Q4_K); break;
     }
+#undef MV8
 }
 #endif
 
@@ -760,46 +822,37 @@ __attribute__((noinline)) static void mv8(uint32_t type, const uint8_t *w, size_
 typedef struct prep16 {
     _Alignas(64) uint8_t w[QQ_KZ / 32][8][64]; /* [block][j][row * 4 + k] */
     _Alignas(64) float a[QQ_KZ / 32][16];      /* [block][row] */
+    _Alignas(64) float m[QQ_KZ / 32][16];      /* [block][row] (Q4_K mins) */
 } prep16;
 
 typedef struct { _Alignas(64) float v[16]; } lanes16;
 
-/* rows [0, nr) of the group (nr <= 8), blocks [kb0, kb0 + nbc) -> half h of prep16 */
+/* rows [0, nr) of the group (nr <= 8), blocks [kb0, kb0 + nbc) -> half h of prep16; with pf,
+ * the same blocks of the rows 16 further are prefetched */
 static void prep16_half(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, size_t kb0,
                         size_t nbc, int h, bool pf, prep16 *p)
 {
-    const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
-    const uint8_t *rows[8];
-    for (int r = 0; r < 8; r++) rows[r] = w + (size_t)(r < nr ? r : 0) * row_bytes;
+    for (int r = 0; r < 8; r++) {
+        if (r < nr) {
+            row_scales(type, w + (size_t)r * row_bytes, kb0, nbc, &p->a[0][8 * h + r],
+                       &p->m[0][8 * h + r], 16);
+            continue;
+        }
+        for (size_t i = 0; i < nbc; i++) p->a[i][8 * h + r] = p->m[i][8 * h + r] = 0.0f;
+    }
     for (size_t i = 0; i < nbc; i++) {
-        __m256i R[8], t[8], u[8];
-        const size_t o = (kb0 + i) * bb;
+        const size_t b = kb0 + i;
+        __m256i R[8];
         for (int r = 0; r < 8; r++) {
             if (r >= nr) {
                 R[r] = _mm256_setzero_si256();
-                p->a[i][8 * h + r] = 0.0f;
                 continue;
             }
-            if (pf) _mm_prefetch((const char *)(rows[r] + 16 * row_bytes + o), _MM_HINT_T2);
-            p->a[i][8 * h + r] = qi_f16(rows[r] + o);
-            R[r] = wblock(type, rows[r] + o + 2);
+            const uint8_t *q = bq_ptr(type, w + (size_t)r * row_bytes, b);
+            if (pf) _mm_prefetch((const char *)(q + 16 * row_bytes), _MM_HINT_T2);
+            R[r] = wblock(type, q, b);
         }
-        for (int r = 0; r < 8; r += 2) {
-            t[r] = _mm256_unpacklo_epi32(R[r], R[r + 1]);
-            t[r + 1] = _mm256_unpackhi_epi32(R[r], R[r + 1]);
-        }
-        for (int g = 0; g < 8; g += 4) {
-            u[g] = _mm256_unpacklo_epi64(t[g], t[g + 2]);
-            u[g + 1] = _mm256_unpackhi_epi64(t[g], t[g + 2]);
-            u[g + 2] = _mm256_unpacklo_epi64(t[g + 1], t[g + 3]);
-            u[g + 3] = _mm256_unpackhi_epi64(t[g + 1], t[g + 3]);
-        }
-        for (int j = 0; j < 4; j++) {
-            _mm256_store_si256((__m256i *)(p->w[i][j] + 32 * h),
-                               _mm256_permute2x128_si256(u[j], u[j + 4], 0x20));
-            _mm256_store_si256((__m256i *)(p->w[i][j + 4] + 32 * h),
-                               _mm256_permute2x128_si256(u[j], u[j + 4], 0x31));
-        }
+        tr8x8_store(R, p->w[i][0] + 32 * h, 64);
     }
 }
 
@@ -826,14 +879,17 @@ static inline __m512 zfma(__m512i isum, __m512 av, float dx, __m512 acc)
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(av, _mm512_set1_ps(dx)), acc);
 }
 
-static void kern16(const prep16 *p, const qx *toks, size_t ntg, size_t kb0, size_t nbc,
-                   lanes16 *acc)
+static inline __attribute__((always_inline)) void
+kern16(const prep16 *p, const qx *toks, size_t ntg, size_t kb0, size_t nbc, lanes16 *acc,
+       lanes16 *macc, const bool mins)
 {
     size_t t = 0;
     for (; t + 4 <= ntg; t += 4) {
         const qx *t0 = &toks[t], *t1 = &toks[t + 1], *t2 = &toks[t + 2], *t3 = &toks[t + 3];
         __m512 c0 = _mm512_load_ps(acc[t].v), c1 = _mm512_load_ps(acc[t + 1].v);
         __m512 c2 = _mm512_load_ps(acc[t + 2].v), c3 = _mm512_load_ps(acc[t + 3].v);
+        __m512 n0 = _mm512_load_ps(macc[t].v), n1 = _mm512_load_ps(macc[t + 1].v);
+        __m512 n2 = _mm512_load_ps(macc[t + 2].v), n3 = _mm512_load_ps(macc[t + 3].v);
         for (size_t i = 0; i < nbc; i++) {
             const size_t b = kb0 + i;
             __m512i W[8], s0, s1, s2, s3;
@@ -847,35 +903,52 @@ static void kern16(const prep16 *p, const qx *toks, size_t ntg, size_t kb0, size
             c1 = zfma(s1, av, t1->dx[b], c1);
             c2 = zfma(s2, av, t2->dx[b], c2);
             c3 = zfma(s3, av, t3->dx[b], c3);
+            if (mins) {
+                const __m512 mv = _mm512_load_ps(p->m[i]);
+                n0 = _mm512_fmadd_ps(mv, _mm512_set1_ps(t0->ys[b]), n0);
+                n1 = _mm512_fmadd_ps(mv, _mm512_set1_ps(t1->ys[b]), n1);
+                n2 = _mm512_fmadd_ps(mv, _mm512_set1_ps(t2->ys[b]), n2);
+                n3 = _mm512_fmadd_ps(mv, _mm512_set1_ps(t3->ys[b]), n3);
+            }
         }
         _mm512_store_ps(acc[t].v, c0);
         _mm512_store_ps(acc[t + 1].v, c1);
         _mm512_store_ps(acc[t + 2].v, c2);
         _mm512_store_ps(acc[t + 3].v, c3);
+        if (mins) {
+            _mm512_store_ps(macc[t].v, n0);
+            _mm512_store_ps(macc[t + 1].v, n1);
+            _mm512_store_ps(macc[t + 2].v, n2);
+            _mm512_store_ps(macc[t + 3].v, n3);
+        }
     }
     for (; t < ntg; t++) {
         const qx *t0 = &toks[t];
-        __m512 c0 = _mm512_load_ps(acc[t].v);
+        __m512 c0 = _mm512_load_ps(acc[t].v), n0 = _mm512_load_ps(macc[t].v);
         for (size_t i = 0; i < nbc; i++) {
             const size_t b = kb0 + i;
             __m512i W[8], s0;
             for (int j = 0; j < 8; j++) W[j] = _mm512_load_si512((const void *)p->w[i][j]);
             ZSUM(W, t0, b, s0);
             c0 = zfma(s0, _mm512_load_ps(p->a[i]), t0->dx[b], c0);
+            if (mins) n0 = _mm512_fmadd_ps(_mm512_load_ps(p->m[i]), _mm512_set1_ps(t0->ys[b]), n0);
         }
         _mm512_store_ps(acc[t].v, c0);
+        if (mins) _mm512_store_ps(macc[t].v, n0);
     }
 }
 #undef ZSUM
 
-static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, const qx *toks,
-                 size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
+static inline __attribute__((always_inline)) void
+mm16_n(uint32_t type, const void *w, size_t row_bytes, size_t nb, const qx *toks, size_t ntg,
+       float *y, size_t ldy, size_t r0, size_t r1, const bool mins)
 {
     static _Thread_local prep16 pr;
-    lanes16 acc[QQ_TG];
+    lanes16 acc[QQ_TG], macc[QQ_TG];
     for (size_t rg = r0; rg < r1; rg += 16) {
         const int nr = (int)(r1 - rg < 16 ? r1 - rg : 16);
         memset(acc, 0, ntg * sizeof acc[0]);
+        memset(macc, 0, ntg * sizeof macc[0]);
         const uint8_t *g = (const uint8_t *)w + rg * row_bytes;
         for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KZ / 32) {
             const size_t nbc = nb - kb0 < QQ_KZ / 32 ? nb - kb0 : QQ_KZ / 32;
@@ -883,11 +956,19 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
             prep16_half(type, g, row_bytes, nr < 8 ? nr : 8, kb0, nbc, 0, pf, &pr);
             prep16_half(type, g + 8 * row_bytes, row_bytes, nr > 8 ? nr - 8 : 0, kb0, nbc, 1, pf,
                         &pr);
-            kern16(&pr, toks, ntg, kb0, nbc, acc);
+            kern16(&pr, toks, ntg, kb0, nbc, acc, macc, mins);
         }
         for (size_t t = 0; t < ntg; t++)
-            for (int i = 0; i < nr; i++) y[t * ldy + rg + (size_t)i] = acc[t].v[i];
+            for (int i = 0; i < nr; i++)
+                y[t * ldy + rg + (size_t)i] = mins ? acc[t].v[i] - macc[t].v[i] : acc[t].v[i];
     }
+}
+
+static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, const qx *toks,
+                 size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
+{
+    if (type == ENG_TYPE_Q4_K) mm16_n(type, w, row_bytes, nb, toks, ntg, y, ldy, r0, r1, true);
+    else mm16_n(type, w, row_bytes, nb, toks, ntg, y, ldy, r0, r1, false);
 }
 #endif
 
@@ -898,12 +979,12 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
     size_t tg = QQ_BUF / tb;
     if (tg > QQ_TG) tg = QQ_TG;
     const int c = type_offset(type);
-    const bool halves = type == ENG_TYPE_Q6_K, mins = type == ENG_TYPE_Q4_K;
-    const bool per_block = type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0;
+    const bool halves = type == ENG_TYPE_Q6_K;
+    const bool per_block = type != ENG_TYPE_Q6_K;
 
     qx toks[QQ_TG];
     prep pr[QQ_RB];
-    lanes8 acc[QQ_TG][QQ_RB], macc[QQ_TG][QQ_RB];
+    lanes8 acc[QQ_TG][QQ_RB];
 
     for (size_t t0 = 0; t0 < nt; t0 += tg) {
         const size_t ntg = nt - t0 < tg ? nt - t0 : tg;
@@ -936,7 +1017,6 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
         for (size_t rg = r0; rg < r1; rg += QQ_RB) {
             const int nr = (int)(r1 - rg < QQ_RB ? r1 - rg : QQ_RB);
             memset(acc, 0, ntg * sizeof acc[0]);
-            if (mins) memset(macc, 0, ntg * sizeof macc[0]);
             for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KC / 32) {
                 const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
                 for (int i = 0; i < nr; i++)
@@ -949,17 +1029,10 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
 #endif
                 for (; t < ntg; t++)
                     kern_any(pr, nr, &toks[t], kb0, nbc, acc[t], halves);
-                for (t = 0; t < ntg; t++) {
-                    if (mins)
-                        for (int i = 0; i < nr; i++) min_term(&pr[i], &toks[t], kb0, nbc, &macc[t][i]);
-                }
             }
             for (size_t t = 0; t < ntg; t++)
-                for (int i = 0; i < nr; i++) {
-                    float v = tree8(acc[t][i].v);
-                    if (mins) v = v - tree8(macc[t][i].v);
-                    y[(t0 + t) * ldy + rg + (size_t)i] = v;
-                }
+                for (int i = 0; i < nr; i++)
+                    y[(t0 + t) * ldy + rg + (size_t)i] = tree8(acc[t][i].v);
         }
     }
 }

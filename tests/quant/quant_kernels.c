@@ -293,7 +293,7 @@ static void check_types(void)
  * for the prefetching paths, and a row stride larger than the row. */
 static void check_large(void)
 {
-    static const uint32_t types[] = {ENG_TYPE_Q8_0, ENG_TYPE_Q4_0};
+    static const uint32_t types[] = {ENG_TYPE_Q8_0, ENG_TYPE_Q4_0, ENG_TYPE_Q4_K};
     const size_t n = 2304, nrows = 37;
     float *wf = malloc(n * sizeof(float));
     CHECK(wf);
