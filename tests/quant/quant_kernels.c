@@ -132,7 +132,16 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
     eng_matmul_rows(type, w, row_bytes, n, x, ldx, 1, y2, 1, 3, 3);
     CHECK(y2[0] == 42.0f);
     free(y2);
-    printf("ok %-28s n=%-4zu rows=%-4zu worst rel err %.2g", what, n, nrows, worst);
+    /* a digest of every result bit, to compare builds (tests/quant/same_bits.sh) */
+    uint64_t h = 1469598103934665603ull;
+    for (size_t t = 0; t < NT; t++)
+        for (size_t rr = 0; rr < nrows; rr++) {
+            uint32_t u;
+            memcpy(&u, &yfull[t * ldy + rr], 4);
+            h = (h ^ u) * 1099511628211ull;
+        }
+    printf("ok %-28s n=%-4zu rows=%-4zu bits %016llx worst rel err %.2g", what, n, nrows,
+           (unsigned long long)h, worst);
     if (q8act) printf(", 8-bit act: worst err / bound %.2f", worst_q);
     printf("\n");
     free(x2);
@@ -313,6 +322,20 @@ static void check_large(void)
         free(w);
     }
     free(wf);
+    /* Q6_K (no quantizer here): random bytes with a sane scale d per super-block */
+    size_t rb;
+    CHECK_EQ_INT(eng_row_bytes(ENG_TYPE_Q6_K, n, &rb), 0);
+    const size_t stride = rb + 6;
+    uint8_t *w = malloc(nrows * stride);
+    CHECK(w);
+    for (size_t i = 0; i < nrows * stride; i++) w[i] = (uint8_t)rng_u32();
+    for (size_t r = 0; r < nrows; r++)
+        for (size_t sb = 0; sb < n / 256; sb++) {
+            uint16_t d = eng_f32_to_f16(0.001f + 0.01f * (float)(rng_u32() % 100) / 100.0f);
+            memcpy(w + r * stride + sb * 210 + 208, &d, 2);
+        }
+    check_matrix("Q6_K random", ENG_TYPE_Q6_K, w, stride, n, nrows);
+    free(w);
 }
 
 /* Activation quantization (every instruction set's code) against a plain restatement of its
