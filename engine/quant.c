@@ -225,6 +225,30 @@ static inline void k4x2(const float *const *wp, const float *x0, const float *x1
     _mm512_store_ps(acc[3][t].v, a30); _mm512_store_ps(acc[3][t + 1].v, a31);
 }
 
+/* 4 rows x 4 tokens: 16 accumulators, each weight and activation vector loaded once */
+static inline void k4x4(const float *const *wp, const float *x0, size_t ldx, lanes16 (*acc)[TB],
+                        size_t t, size_t kv)
+{
+    __m512 a[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int u = 0; u < 4; u++) a[i][u] = _mm512_load_ps(acc[i][t + (size_t)u].v);
+    const float *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+    for (size_t k = 0; k < kv; k += 16) {
+        const __m512 v0 = _mm512_loadu_ps(x0 + k), v1 = _mm512_loadu_ps(x1 + k);
+        const __m512 v2 = _mm512_loadu_ps(x2 + k), v3 = _mm512_loadu_ps(x3 + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const __m512 w = _mm512_loadu_ps(wp[i] + k);
+            a[i][0] = _mm512_fmadd_ps(w, v0, a[i][0]);
+            a[i][1] = _mm512_fmadd_ps(w, v1, a[i][1]);
+            a[i][2] = _mm512_fmadd_ps(w, v2, a[i][2]);
+            a[i][3] = _mm512_fmadd_ps(w, v3, a[i][3]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int u = 0; u < 4; u++) _mm512_store_ps(acc[i][t + (size_t)u].v, a[i][u]);
+}
+
 static inline void k4x1(const float *const *wp, const float *x0, lanes16 (*acc)[TB],
                         size_t t, size_t kv)
 {
@@ -253,6 +277,9 @@ static void lanes_update(const float *const *wp, int nr, const float *x, size_t 
                          size_t ntb, lanes16 (*acc)[TB], size_t kv)
 {
     size_t t = 0;
+    if (nr % 4 == 0)
+        for (; t + 4 <= ntb; t += 4)
+            for (int i = 0; i < nr; i += 4) k4x4(wp + i, x + t * ldx, ldx, acc + i, t, kv);
     for (; t + 2 <= ntb; t += 2) {
         const float *x0 = x + t * ldx, *x1 = x0 + ldx;
         int i = 0;
