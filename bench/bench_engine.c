@@ -5,7 +5,8 @@
  * Prints a small table and writes JSON. Not a test: timings depend on the machine.
  *
  * usage: bench_engine MODEL.gguf [-t threads] [-p prompt_tokens] [-n decode_steps]
- *                     [-s n_seqs] [-b max_batch_tokens] [-r reps] [--kv f16|f32] [-o out.json]
+ *                     [-s n_seqs] [-P stream_prompt_tokens] [-b max_batch_tokens] [-r reps]
+ *                     [--kv f16|f32] [-o out.json]
  * Each measure is repeated reps times (default 5); the median is reported. */
 
 #include <errno.h>
@@ -64,6 +65,7 @@ int main(int argc, char **argv)
 {
     const char *model_path = NULL, *out_path = "bench_engine.json";
     int n_threads = 0, n_prompt = 256, n_decode = 128, n_seqs = 8, max_tokens = 128, reps = 5;
+    int n_sprompt = 8; /* prompt tokens of each stream in the N-stream measure */
     kv_dtype dtype = KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -72,6 +74,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "-p") && v) n_prompt = atoi(argv[++i]);
         else if (!strcmp(a, "-n") && v) n_decode = atoi(argv[++i]);
         else if (!strcmp(a, "-s") && v) n_seqs = atoi(argv[++i]);
+        else if (!strcmp(a, "-P") && v) n_sprompt = atoi(argv[++i]);
         else if (!strcmp(a, "-b") && v) max_tokens = atoi(argv[++i]);
         else if (!strcmp(a, "-r") && v) reps = atoi(argv[++i]);
         else if (!strcmp(a, "-o") && v) out_path = argv[++i];
@@ -79,13 +82,13 @@ int main(int argc, char **argv)
         else if (a[0] != '-' && !model_path) model_path = a;
         else {
             fprintf(stderr, "usage: %s MODEL.gguf [-t threads] [-p prompt_tokens] [-n decode_steps] "
-                            "[-s n_seqs] [-b max_batch_tokens] [-r reps] [--kv f16|f32] [-o out.json]\n",
+                            "[-s n_seqs] [-P stream_prompt_tokens] [-b max_batch_tokens] [-r reps] [--kv f16|f32] [-o out.json]\n",
                     argv[0]);
             return 2;
         }
     }
     if (!model_path || n_prompt < 1 || n_decode < 1 || n_seqs < 1 || max_tokens < n_seqs ||
-        reps < 1 || reps > 16) {
+        reps < 1 || reps > 16 || n_sprompt < 1 || n_sprompt > 65536) {
         fprintf(stderr, "bench_engine: need a model and positive sizes (max_batch_tokens >= seqs)\n");
         return 2;
     }
@@ -95,7 +98,8 @@ int main(int argc, char **argv)
     const eng_hparams *hp = &m->hp;
     int n_ctx = n_prompt + n_decode;
     if ((uint32_t)n_ctx > hp->n_ctx_train) die("sizes", "prompt + decode exceed the model's context");
-    if (n_ctx < 8 + n_decode + 1) n_ctx = 8 + n_decode + 1;
+    if (n_ctx < n_sprompt + n_decode + 1) n_ctx = n_sprompt + n_decode + 1;
+    if ((uint32_t)n_ctx > hp->n_ctx_train) die("sizes", "prompt + decode exceed the model's context");
     const int V = (int)hp->n_vocab;
 
     kv_config kc = {.n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
@@ -121,7 +125,7 @@ int main(int argc, char **argv)
     uint32_t *seqs = calloc((size_t)n_seqs, sizeof *seqs);
     int32_t *cur = calloc((size_t)n_seqs, sizeof *cur);
     eng_batch_entry *b = calloc((size_t)n_seqs, sizeof *b);
-    int32_t (*pp)[8] = calloc((size_t)n_seqs, sizeof *pp);
+    int32_t *pp = calloc((size_t)n_seqs * (size_t)n_sprompt, sizeof *pp);
     if (!seqs || !cur || !b || !pp) die("malloc", "out of memory");
     for (int r = 0; r < reps; r++) {
         /* single-stream prefill (appends never consult the prefix cache: always computed) */
@@ -148,23 +152,34 @@ int main(int argc, char **argv)
         decode_s[r] = now_s() - t0;
         kv_seq_free(kv, s0);
 
-        /* aggregate decode: n_seqs sequences, short distinct prompts, then n_decode steps */
+        /* aggregate decode: n_seqs sequences with distinct prompts of n_sprompt tokens
+         * (prefilled together, max_tokens per step, not timed), then n_decode steps */
         for (int s = 0; s < n_seqs; s++) {
             if ((rc = kv_seq_create(kv, &seqs[s]))) die("kv_seq_create", strerror(-rc));
-            pp[s][0] = 1;
-            for (int i = 1; i < 8; i++)
-                pp[s][i] = 3 + (int32_t)(((unsigned)(s + r * n_seqs) * 131u + (unsigned)i * 17u) %
-                                         (unsigned)(V - 3));
-            b[s] = (eng_batch_entry){.seq = seqs[s], .tokens = pp[s], .n_tokens = 8, .pos0 = 0,
-                                     .want_logits = true};
+            int32_t *ps = pp + (size_t)s * (size_t)n_sprompt;
+            ps[0] = 1;
+            for (int i = 1; i < n_sprompt; i++)
+                ps[i] = 3 + (int32_t)(((unsigned)(s + r * n_seqs) * 131u + (unsigned)i * 17u) %
+                                      (unsigned)(V - 3));
         }
-        step(kv, ctx, b, n_seqs, logits);
+        for (int i0 = 0; i0 < n_sprompt;) {
+            /* as many streams' next chunks as fit max_tokens */
+            int n_e = 0, budget = max_tokens, chunk = n_sprompt - i0;
+            if (chunk * n_seqs > budget) chunk = budget / n_seqs;
+            if (chunk < 1) chunk = 1;
+            for (int s = 0; s < n_seqs; s++)
+                b[n_e++] = (eng_batch_entry){.seq = seqs[s], .tokens = pp + (size_t)s * (size_t)n_sprompt + i0,
+                                             .n_tokens = chunk, .pos0 = i0,
+                                             .want_logits = i0 + chunk == n_sprompt};
+            step(kv, ctx, b, n_e, logits);
+            i0 += chunk;
+        }
         for (int s = 0; s < n_seqs; s++) cur[s] = argmax(logits + (size_t)s * V, V);
         t0 = now_s();
         for (int i = 0; i < n_decode; i++) {
             for (int s = 0; s < n_seqs; s++)
                 b[s] = (eng_batch_entry){.seq = seqs[s], .tokens = &cur[s], .n_tokens = 1,
-                                         .pos0 = 8 + i, .want_logits = true};
+                                         .pos0 = n_sprompt + i, .want_logits = true};
             step(kv, ctx, b, n_seqs, logits);
             for (int s = 0; s < n_seqs; s++) cur[s] = argmax(logits + (size_t)s * V, V);
         }
@@ -185,6 +200,8 @@ int main(int argc, char **argv)
     printf("%-28s %10d %12.1f\n", "decode (1 stream)", n_decode, decode_tps);
     char lbl[64];
     snprintf(lbl, sizeof lbl, "decode (%d streams, total)", n_seqs);
+    printf("(each of the %d streams: a %d-token prompt, then %d decode steps)\n", n_seqs, n_sprompt,
+           n_decode);
     printf("%-28s %10d %12.1f\n", lbl, n_decode * n_seqs, agg_tps);
 
     FILE *f = fopen(out_path, "w");
@@ -193,9 +210,9 @@ int main(int argc, char **argv)
             "{\n  \"model\": \"%s\",\n  \"threads\": %d,\n  \"kv_dtype\": \"%s\",\n"
             "  \"max_batch_tokens\": %d,\n  \"prefill_tokens\": %d,\n  \"prefill_tok_s\": %.2f,\n"
             "  \"decode_tokens\": %d,\n  \"decode_tok_s\": %.2f,\n  \"agg_seqs\": %d,\n"
-            "  \"agg_decode_tok_s\": %.2f,\n  \"reps\": %d\n}\n",
+            "  \"agg_prompt_tokens\": %d,\n  \"agg_decode_tok_s\": %.2f,\n  \"reps\": %d\n}\n",
             model_path, eng_ctx_n_threads(ctx), dtype == KV_F16 ? "f16" : "f32", max_tokens,
-            n_prompt, prefill_tps, n_decode, decode_tps, n_seqs, agg_tps, reps);
+            n_prompt, prefill_tps, n_decode, decode_tps, n_seqs, n_sprompt, agg_tps, reps);
     fclose(f);
     printf("wrote %s\n", out_path);
 
