@@ -436,6 +436,24 @@ void eng_matmul_rows_f32act(uint32_t type, const void *w, size_t row_bytes, size
     }
 }
 
+bool eng_act_supported(uint32_t type, size_t n) { return qq_supported(type, n); }
+
+size_t eng_act_bytes(size_t n, size_t nt) { return qq_act_bytes(n, nt); }
+
+void eng_act_quantize(const float *x, size_t ldx, size_t n, size_t t0, size_t t1, void *act)
+{
+    assert(qq_act_bytes(n, t1) != 0 && ((uintptr_t)act & 63) == 0);
+    qq_act_quantize(x, ldx, n, t0, t1, act);
+}
+
+void eng_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n,
+                         const void *act, size_t nt, float *y, size_t ldy, size_t r0, size_t r1)
+{
+    assert(qq_supported(type, n) && ((uintptr_t)act & 63) == 0);
+    if (nt == 0 || r0 >= r1) return;
+    qq_matmul_rows_act(type, w, row_bytes, n, act, nt, y, ldy, r0, r1);
+}
+
 float eng_dot_row(uint32_t type, const void *row, const float *x, size_t n)
 {
     float y = 0.0f;

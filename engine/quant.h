@@ -37,6 +37,7 @@
 #ifndef LLAMAD_QUANT_H
 #define LLAMAD_QUANT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -102,14 +103,34 @@ void eng_matmul_rows_f32act(uint32_t type, const void *w, size_t row_bytes, size
 
 /* Matrix kernel for the forward pass: for rows r in [r0, r1) and tokens t in [0, nt):
  *   y[t*ldy + r] = dot(W row r, x + t*ldx)
- * W row r starts at (const char *)w + r*row_bytes; rows have n elements. Each weight block
- * is dequantized once per group of up to 64 tokens and used for all of them (rows are
- * taken 8 at a time, K in chunks of 256). Uses about 48 KB of stack and no heap. Threads
- * may call it concurrently on disjoint [r0, r1) ranges (or disjoint y). Preconditions as
- * eng_dequant_row; x rows need n readable floats, no alignment. */
+ * W row r starts at (const char *)w + r*row_bytes; rows have n elements. Weights are read
+ * in place; each block of a group of rows is prepared once per group of up to 64 tokens.
+ * Uses a few tens of KB of stack, per-thread buffers (about 600 KB, thread-local) and no
+ * heap. Threads may call it concurrently on disjoint [r0, r1) ranges (or disjoint y).
+ * Preconditions as eng_dequant_row; x rows need n readable floats, no alignment. */
 void eng_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n,
                      const float *x, size_t ldx, size_t nt, float *y, size_t ldy,
                      size_t r0, size_t r1);
+
+/* ---- Activations quantized once, for several calls
+ * eng_matmul_rows quantizes x to 8 bits on every call (for the types that use 8-bit
+ * activations). A caller that runs several matrices on the same x, or cuts one matrix into
+ * many row ranges across threads, can quantize x once and share it:
+ *   eng_act_supported(type, n)  true when eng_matmul_rows uses 8-bit activations for this
+ *                               type and row length (Q8_0, Q4_0, Q4_K, Q6_K, n % 32 == 0)
+ *   eng_act_bytes(n, nt)        buffer size for nt tokens of n elements (0: n not usable or
+ *                               the size overflows); the buffer must be 64-byte aligned
+ *   eng_act_quantize(x, ldx, n, t0, t1, act)
+ *                               quantizes tokens [t0, t1) of x (token t at x + t*ldx) into
+ *                               their places in act; threads may fill disjoint ranges
+ *   eng_matmul_rows_act(type, w, row_bytes, n, act, nt, y, ldy, r0, r1)
+ *                               eng_matmul_rows on the quantized tokens [0, nt) of act, for
+ *                               any type with eng_act_supported(type, n): the same bits */
+bool eng_act_supported(uint32_t type, size_t n);
+size_t eng_act_bytes(size_t n, size_t nt);
+void eng_act_quantize(const float *x, size_t ldx, size_t n, size_t t0, size_t t1, void *act);
+void eng_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n,
+                         const void *act, size_t nt, float *y, size_t ldy, size_t r0, size_t r1);
 
 /* Quantizes n f32 values (a multiple of the block size) into one row of type, round to
  * nearest per block: F32, F16, Q8_0 (d = amax/127), Q4_0 (d = -max/8, the signed value of

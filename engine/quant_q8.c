@@ -62,12 +62,13 @@ static inline enum kind kind_of(uint32_t type)
     return type == ENG_TYPE_Q4_K ? K_MINS : type == ENG_TYPE_Q6_K ? K_HALVES : K_PLAIN;
 }
 
-/* per-token quantized activations, in the thread's buffer */
+/* one token's quantized activations. In a buffer (eng_act_*, or the thread's own for
+ * eng_matmul_rows) each token takes tok_bytes(n): xq[n], dx[nb], ys[nb], hs[2 nb] */
 typedef struct qx {
-    int8_t *xq;     /* n */
-    float *dx;      /* nb */
-    float *ys;      /* nb: dx * sum(xq) */
-    int32_t *corr;  /* 2 nb: VNNI offset corrections of the halves (Q6_K) or of the block */
+    const int8_t *xq;  /* n */
+    const float *dx;   /* nb */
+    const float *ys;   /* nb: dx * sum(xq) */
+    const int32_t *hs; /* 2 nb: sums of xq over elements 0..15 and 16..31 of each block */
 } qx;
 
 static _Thread_local _Alignas(64) uint8_t qq_buf[QQ_BUF];
@@ -75,7 +76,18 @@ static _Thread_local _Alignas(64) uint8_t qq_buf[QQ_BUF];
 static size_t tok_bytes(size_t n)
 {
     size_t nb = n / 32;
-    return n + nb * (2 * sizeof(int32_t) + 2 * sizeof(float));
+    size_t b = n + nb * (2 * sizeof(int32_t) + 2 * sizeof(float));
+    return (b + 63) & ~(size_t)63;
+}
+
+static inline qx qx_at(const void *act, size_t n, size_t t)
+{
+    const uint8_t *p = (const uint8_t *)act + t * tok_bytes(n);
+    const size_t nb = n / 32;
+    qx o = {(const int8_t *)p, (const float *)(const void *)(p + n),
+            (const float *)(const void *)(p + n + 4 * nb),
+            (const int32_t *)(const void *)(p + n + 8 * nb)};
+    return o;
 }
 
 /* VNNI multiplies unsigned weights: w_int + offset, corrected by -offset * sum(xq) */
@@ -163,25 +175,21 @@ void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *b
     }
 }
 
-/* one token: xq, dx, ys, and the VNNI corrections -c * sum(xq) of each block's halves (Q6_K:
- * corr[2b] for elements 0..15, corr[2b + 1] for 16..31) or of the whole block (corr[2b],
- * corr[2b + 1] = 0) */
-static void quantize_x(const float *x, size_t n, uint32_t type, qx *o)
+/* one token into its place in an activation buffer */
+static void quantize_tok(const float *x, size_t n, uint8_t *p)
 {
     const size_t nb = n / 32;
-    const int c = type_offset(type);
-    int32_t *bsum = o->corr; /* the block sums first, spread out below (backwards: 2b >= b) */
-    qq_quantize_act(x, n, o->xq, o->dx, bsum);
-    for (size_t b = 0; b < nb; b++) o->ys[b] = o->dx[b] * (float)bsum[b];
+    int8_t *xq = (int8_t *)p;
+    float *dx = (float *)(void *)(p + n), *ys = dx + nb;
+    int32_t *hs = (int32_t *)(void *)(p + n + 8 * nb);
+    qq_quantize_act(x, n, xq, dx, hs); /* block sums first, spread out below (2b >= b) */
+    for (size_t b = 0; b < nb; b++) ys[b] = dx[b] * (float)hs[b];
     for (size_t b = nb; b-- > 0;) {
-        const int32_t s = bsum[b];
-        int32_t lo = s;
-        if (type == ENG_TYPE_Q6_K) {
-            lo = 0;
-            for (int k = 0; k < 16; k++) lo += o->xq[32 * b + (size_t)k];
-        }
-        o->corr[2 * b] = -c * lo;
-        o->corr[2 * b + 1] = -c * (s - lo);
+        const int32_t s = hs[b];
+        int32_t lo = 0;
+        for (int k = 0; k < 16; k++) lo += xq[32 * b + (size_t)k];
+        hs[2 * b] = lo;
+        hs[2 * b + 1] = s - lo;
     }
 }
 
@@ -410,12 +418,14 @@ static inline __m256 wscales8(const uint8_t *b, __m256i idx)
 
 /* one token's block: the epilogue of every kind on the rows' lo/hi sums */
 static inline __m256 mv_acc(__m256i lo, __m256i hi, const qx *t, size_t b, __m256 av, __m256 ev,
-                            const enum kind k, __m256 acc, __m256 *macc)
+                            const int c, const enum kind k, __m256 acc, __m256 *macc)
 {
     const __m256 dx = _mm256_set1_ps(t->dx[b]);
 #if defined(QQ_VNNI)
-    lo = _mm256_add_epi32(lo, _mm256_set1_epi32(t->corr[2 * b]));
-    hi = _mm256_add_epi32(hi, _mm256_set1_epi32(t->corr[2 * b + 1]));
+    lo = _mm256_add_epi32(lo, _mm256_set1_epi32(-c * t->hs[2 * b]));
+    hi = _mm256_add_epi32(hi, _mm256_set1_epi32(-c * t->hs[2 * b + 1]));
+#else
+    (void)c;
 #endif
     if (k == K_HALVES) {
         acc = fmadd8(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(av, dx), acc);
@@ -431,6 +441,7 @@ mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size
       const qx *toks, const size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
 {
     const bool direct = type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0; /* gathered scales */
+    const int c = type_offset(type);
     const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
     _Alignas(32) float ta[QQ_KC / 32][8], te[QQ_KC / 32][8]; /* K formats: decoded scales */
     for (size_t rg = r0; rg < r1; rg += 8) {
@@ -468,10 +479,10 @@ mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size
                 const __m256 ev = direct ? _mm256_setzero_ps() : _mm256_load_ps(te[i]);
                 __m256i lo, hi;
                 hsum8x8(v0, &lo, &hi);
-                a0 = mv_acc(lo, hi, &toks[0], b, av, ev, k, a0, &m0);
+                a0 = mv_acc(lo, hi, &toks[0], b, av, ev, c, k, a0, &m0);
                 if (ntg > 1) {
                     hsum8x8(v1, &lo, &hi);
-                    a1 = mv_acc(lo, hi, &toks[1], b, av, ev, k, a1, &m1);
+                    a1 = mv_acc(lo, hi, &toks[1], b, av, ev, c, k, a1, &m1);
                 }
             }
         }
@@ -553,11 +564,11 @@ static void prep8_fill(uint32_t type, const uint8_t *w, size_t row_bytes, int nr
 
 #if defined(__AVX2__)
 /* the 8 rows' exact lo and hi sums of one block of one token */
-static inline void isum8(const prep8 *p, size_t i, const int8_t *xb, const int32_t *corr,
+static inline void isum8(const prep8 *p, size_t i, const int8_t *xb, const int32_t *hs, int c,
                          __m256i *lo, __m256i *hi)
 {
 #if defined(QQ_VNNI)
-    __m256i s0 = _mm256_set1_epi32(corr[0]), s1 = _mm256_set1_epi32(corr[1]);
+    __m256i s0 = _mm256_set1_epi32(-c * hs[0]), s1 = _mm256_set1_epi32(-c * hs[1]);
     for (int j = 0; j < 4; j++) {
         s0 = _mm256_dpbusd_epi32(s0, _mm256_load_si256((const __m256i *)p->w[i][j]),
                                  _mm256_set1_epi32(rd_i32(xb + 4 * j)));
@@ -565,7 +576,8 @@ static inline void isum8(const prep8 *p, size_t i, const int8_t *xb, const int32
                                  _mm256_set1_epi32(rd_i32(xb + 4 * j + 16)));
     }
 #else
-    (void)corr;
+    (void)hs;
+    (void)c;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
@@ -581,14 +593,14 @@ static inline void isum8(const prep8 *p, size_t i, const int8_t *xb, const int32
 }
 
 static inline __attribute__((always_inline)) void
-kern8(const prep8 *p, const qx *t, size_t kb0, size_t nbc, lanes8 *acc, lanes8 *macc,
+kern8(const prep8 *p, const qx *t, size_t kb0, size_t nbc, lanes8 *acc, lanes8 *macc, const int c,
       const enum kind k)
 {
     __m256 a0 = _mm256_load_ps(acc->v), m0 = _mm256_load_ps(macc->v);
     for (size_t i = 0; i < nbc; i++) {
         const size_t b = kb0 + i;
         __m256i lo, hi;
-        isum8(p, i, t->xq + 32 * b, t->corr + 2 * b, &lo, &hi);
+        isum8(p, i, t->xq + 32 * b, t->hs + 2 * b, c, &lo, &hi);
         const __m256 dx = _mm256_set1_ps(t->dx[b]), av = _mm256_load_ps(p->a[i]);
         if (k == K_HALVES) {
             a0 = fmadd8(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(av, dx), a0);
@@ -603,8 +615,9 @@ kern8(const prep8 *p, const qx *t, size_t kb0, size_t nbc, lanes8 *acc, lanes8 *
 }
 #else
 static inline void kern8(const prep8 *p, const qx *t, size_t kb0, size_t nbc, lanes8 *acc,
-                         lanes8 *macc, const enum kind k)
+                         lanes8 *macc, const int c, const enum kind k)
 {
+    (void)c;
     for (int r = 0; r < 8; r++) {
         float a = acc->v[r], ma = macc->v[r];
         for (size_t i = 0; i < nbc; i++) {
@@ -650,7 +663,8 @@ mm8_n(uint32_t type, const enum kind k, const void *w, size_t row_bytes, size_t 
         for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KC / 32) {
             const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
             prep8_fill(type, (const uint8_t *)w + rg * row_bytes, row_bytes, nr, kb0, nbc, &pr);
-            for (size_t t = 0; t < ntg; t++) kern8(&pr, &toks[t], kb0, nbc, &acc[t], &macc[t], k);
+            for (size_t t = 0; t < ntg; t++)
+                kern8(&pr, &toks[t], kb0, nbc, &acc[t], &macc[t], type_offset(type), k);
         }
         for (size_t t = 0; t < ntg; t++)
             for (int i = 0; i < nr; i++)
@@ -719,8 +733,8 @@ static inline __m512i bc4(const int8_t *x) { return _mm512_set1_epi32(rd_i32(x))
 #define ZSUM(W, t, b, lo, hi)                                                                   \
     do {                                                                                        \
         const int8_t *xb_ = (t)->xq + 32 * (b);                                                 \
-        __m512i s0_ = _mm512_set1_epi32((t)->corr[2 * (b)]);                                    \
-        __m512i s1_ = _mm512_set1_epi32((t)->corr[2 * (b) + 1]);                               \
+        __m512i s0_ = _mm512_set1_epi32(-c * (t)->hs[2 * (b)]);                                 \
+        __m512i s1_ = _mm512_set1_epi32(-c * (t)->hs[2 * (b) + 1]);                             \
         s0_ = _mm512_dpbusd_epi32(s0_, W[0], bc4(xb_));                                         \
         s1_ = _mm512_dpbusd_epi32(s1_, W[4], bc4(xb_ + 16));                                    \
         s0_ = _mm512_dpbusd_epi32(s0_, W[1], bc4(xb_ + 4));                                     \
@@ -749,7 +763,7 @@ static inline __m512 zacc(__m512i lo, __m512i hi, const qx *t, size_t b, const p
 
 static inline __attribute__((always_inline)) void
 kern16(const prep16 *p, const qx *toks, size_t ntg, size_t kb0, size_t nbc, lanes16 *acc,
-       lanes16 *macc, const enum kind k)
+       lanes16 *macc, const int c, const enum kind k)
 {
     size_t t = 0;
     for (; t + 4 <= ntg; t += 4) {
@@ -814,7 +828,7 @@ mm16_n(uint32_t type, const enum kind k, const void *w, size_t row_bytes, size_t
             prep16_half(type, g, row_bytes, nr < 8 ? nr : 8, kb0, nbc, 0, pf, &pr);
             prep16_half(type, g + 8 * row_bytes, row_bytes, nr > 8 ? nr - 8 : 0, kb0, nbc, 1, pf,
                         &pr);
-            kern16(&pr, toks, ntg, kb0, nbc, acc, macc, k);
+            kern16(&pr, toks, ntg, kb0, nbc, acc, macc, type_offset(type), k);
         }
         for (size_t t = 0; t < ntg; t++)
             for (int i = 0; i < nr; i++)
@@ -833,38 +847,56 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
 }
 #endif
 
+/* tokens [0, ntg) (ntg <= QQ_TG) of an activation buffer through the kernel for their count */
+static void run_group(uint32_t type, const void *w, size_t row_bytes, size_t n, const void *act,
+                      size_t t0, size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
+{
+    const size_t nb = n / 32;
+    qx toks[QQ_TG];
+    for (size_t t = 0; t < ntg; t++) toks[t] = qx_at(act, n, t0 + t);
+#if defined(QQ_VNNI) || defined(QQ_AVX2)
+    if (ntg <= QQ_MV_MAX) {
+        mv8(type, (const uint8_t *)w, row_bytes, nb, toks, ntg, y, ldy, r0, r1);
+        return;
+    }
+#endif
+#if defined(QQ_Z)
+    mm16(type, w, row_bytes, nb, toks, ntg, y, ldy, r0, r1);
+#else
+    mm8(type, w, row_bytes, nb, toks, ntg, y, ldy, r0, r1);
+#endif
+}
+
 void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, const float *x,
                     size_t ldx, size_t nt, float *y, size_t ldy, size_t r0, size_t r1)
 {
-    const size_t nb = n / 32;
     size_t tg = QQ_BUF / tok_bytes(n);
     if (tg > QQ_TG) tg = QQ_TG;
-    qx toks[QQ_TG];
     for (size_t t0 = 0; t0 < nt; t0 += tg) {
         const size_t ntg = nt - t0 < tg ? nt - t0 : tg;
-        /* buffer layout: corr, xq, dx, ys */
-        int32_t *corr = (int32_t *)(void *)qq_buf;
-        int8_t *xq = (int8_t *)(corr + ntg * nb * 2);
-        float *dx = (float *)(void *)(xq + ntg * n);
-        float *ys = dx + ntg * nb;
-        for (size_t t = 0; t < ntg; t++) {
-            toks[t].corr = corr + t * nb * 2;
-            toks[t].xq = xq + t * n;
-            toks[t].dx = dx + t * nb;
-            toks[t].ys = ys + t * nb;
-            quantize_x(x + (t0 + t) * ldx, n, type, &toks[t]);
-        }
-        float *yg = y + t0 * ldy;
-#if defined(QQ_VNNI) || defined(QQ_AVX2)
-        if (ntg <= QQ_MV_MAX) {
-            mv8(type, (const uint8_t *)w, row_bytes, nb, toks, ntg, yg, ldy, r0, r1);
-            continue;
-        }
-#endif
-#if defined(QQ_Z)
-        mm16(type, w, row_bytes, nb, toks, ntg, yg, ldy, r0, r1);
-#else
-        mm8(type, w, row_bytes, nb, toks, ntg, yg, ldy, r0, r1);
-#endif
+        for (size_t t = 0; t < ntg; t++) quantize_tok(x + (t0 + t) * ldx, n, qq_buf + t * tok_bytes(n));
+        run_group(type, w, row_bytes, n, qq_buf, 0, ntg, y + t0 * ldy, ldy, r0, r1);
+    }
+}
+
+size_t qq_act_bytes(size_t n, size_t nt)
+{
+    if (n == 0 || n % 32 != 0 || tok_bytes(n) > QQ_BUF) return 0;
+    const size_t tb = tok_bytes(n);
+    if (nt > SIZE_MAX / tb) return 0;
+    return nt * tb;
+}
+
+void qq_act_quantize(const float *x, size_t ldx, size_t n, size_t t0, size_t t1, void *act)
+{
+    for (size_t t = t0; t < t1; t++) quantize_tok(x + t * ldx, n, (uint8_t *)act + t * tok_bytes(n));
+}
+
+void qq_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n, const void *act,
+                        size_t nt, float *y, size_t ldy, size_t r0, size_t r1)
+{
+    for (size_t t0 = 0; t0 < nt; t0 += QQ_TG) {
+        const size_t ntg = nt - t0 < QQ_TG ? nt - t0 : QQ_TG;
+        run_group(type, w, row_bytes, n, act, t0, ntg, y + t0 * ldy, ldy, r0, r1);
     }
 }

@@ -117,6 +117,36 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
                 }
         }
     }
+    /* Activations quantized once (eng_act_*): filled in two ranges, then any row range and
+     * token count gives eng_matmul_rows' bits. */
+    CHECK(eng_act_supported(type, n) == q8act);
+    if (q8act) {
+        const size_t ab = eng_act_bytes(n, NT);
+        CHECK(ab > 0);
+        void *act = aligned_alloc(64, (ab + 63) / 64 * 64);
+        CHECK(act);
+        eng_act_quantize(x, ldx, n, 31, NT, act);
+        eng_act_quantize(x, ldx, n, 0, 31, act);
+        static const size_t ants[] = {1, 2, 3, 17, 64, 70};
+        for (size_t ni = 0; ni < sizeof ants / sizeof ants[0]; ni++) {
+            size_t nt = ants[ni], r0 = rng_u32() % nrows, r1 = r0 + 1 + rng_u32() % (nrows - r0);
+            if (ni == 0) { r0 = 0; r1 = nrows; }
+            for (size_t i = 0; i < NT * ldy; i++) ypart[i] = NAN;
+            eng_matmul_rows_act(type, w, row_bytes, n, act, nt, ypart, ldy, r0, r1);
+            for (size_t t = 0; t < nt; t++)
+                for (size_t r = 0; r < ldy; r++) {
+                    float g = ypart[t * ldy + r];
+                    if (r < r0 || r >= r1) CHECK_MSG(isnan(g), "%s: act wrote outside rows", what);
+                    else
+                        CHECK_MSG(same_bits(g, yfull[t * ldy + r]),
+                                  "%s: act nt=%zu row %zu token %zu differs", what, nt, r, t);
+                }
+        }
+        free(act);
+    }
+    CHECK(eng_act_bytes(33, 1) == 0 && eng_act_bytes(0, 1) == 0 && eng_act_bytes(64, 3) > 0);
+    CHECK(eng_act_bytes(32, SIZE_MAX / 8) == 0);
+
     /* The same token among different neighbours gives the same bits. */
     float *x2 = malloc(3 * ldx * sizeof(float));
     float *y2 = malloc(3 * nrows * sizeof(float));
