@@ -440,10 +440,11 @@ bool eng_act_supported(uint32_t type, size_t n) { return qq_supported(type, n); 
 
 size_t eng_act_bytes(size_t n, size_t nt) { return qq_act_bytes(n, nt); }
 
-void eng_act_quantize(const float *x, size_t ldx, size_t n, size_t t0, size_t t1, void *act)
+void eng_act_quantize(const float *x, size_t ldx, size_t n, size_t nt, size_t t0, size_t t1,
+                      void *act)
 {
-    assert(qq_act_bytes(n, t1) != 0 && ((uintptr_t)act & 63) == 0);
-    qq_act_quantize(x, ldx, n, t0, t1, act);
+    assert(qq_act_bytes(n, nt) != 0 && t0 <= t1 && t1 <= nt && ((uintptr_t)act & 63) == 0);
+    qq_act_quantize(x, ldx, n, nt, t0, t1, act);
 }
 
 void eng_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n,

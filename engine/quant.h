@@ -120,15 +120,18 @@ void eng_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n,
  *                               type and row length (Q8_0, Q4_0, Q4_K, Q6_K, n % 32 == 0)
  *   eng_act_bytes(n, nt)        buffer size for nt tokens of n elements (0: n not usable or
  *                               the size overflows); the buffer must be 64-byte aligned
- *   eng_act_quantize(x, ldx, n, t0, t1, act)
+ *   eng_act_quantize(x, ldx, n, nt, t0, t1, act)
  *                               quantizes tokens [t0, t1) of x (token t at x + t*ldx) into
- *                               their places in act; threads may fill disjoint ranges
+ *                               their places in act (a buffer for nt tokens); threads may
+ *                               fill disjoint ranges
  *   eng_matmul_rows_act(type, w, row_bytes, n, act, nt, y, ldy, r0, r1)
- *                               eng_matmul_rows on the quantized tokens [0, nt) of act, for
- *                               any type with eng_act_supported(type, n): the same bits */
+ *                               eng_matmul_rows on the quantized tokens [0, nt) of act (a
+ *                               buffer for exactly nt tokens), for any type with
+ *                               eng_act_supported(type, n): the same bits */
 bool eng_act_supported(uint32_t type, size_t n);
 size_t eng_act_bytes(size_t n, size_t nt);
-void eng_act_quantize(const float *x, size_t ldx, size_t n, size_t t0, size_t t1, void *act);
+void eng_act_quantize(const float *x, size_t ldx, size_t n, size_t nt, size_t t0, size_t t1,
+                      void *act);
 void eng_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n,
                          const void *act, size_t nt, float *y, size_t ldy, size_t r0, size_t r1);
 

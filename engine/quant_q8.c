@@ -33,6 +33,7 @@
 #include "quant_q8.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__AVX2__)
@@ -62,43 +63,59 @@ static inline enum kind kind_of(uint32_t type)
     return type == ENG_TYPE_Q4_K ? K_MINS : type == ENG_TYPE_Q6_K ? K_HALVES : K_PLAIN;
 }
 
-/* one token's quantized activations. In a buffer (eng_act_*, or the thread's own for
- * eng_matmul_rows) each token takes tok_bytes(n): xq[n], dx[nb], ys[nb], hs[2 nb] */
+/* one token's quantized activations. A buffer of nt tokens (eng_act_*, or the thread's own
+ * for eng_matmul_rows) holds 4 arrays, each 64-byte aligned: xq[nt][n], dx[nt][nb],
+ * ys[nt][nb], cr[nt][4 nb] (the xq of successive tokens n bytes apart, as the kernels that
+ * take 4 tokens at a time like it) */
 typedef struct qx {
     const int8_t *xq;  /* n */
     const float *dx;   /* nb */
     const float *ys;   /* nb: dx * sum(xq) */
-    const int32_t *hs; /* 2 nb: sums of xq over elements 0..15 and 16..31 of each block */
+    const int32_t *cr; /* 4 nb: VNNI offset corrections of each block, for every type, as
+                        * 4 arrays of nb: -128 sum(xq), -8 sum(xq), -32 sum(xq[0..15]),
+                        * -32 sum(xq[16..31]) */
 } qx;
 
 static _Thread_local _Alignas(64) uint8_t qq_buf[QQ_BUF];
 
+/* bytes one token needs (without alignment) */
 static size_t tok_bytes(size_t n)
 {
-    size_t nb = n / 32;
-    size_t b = n + nb * (2 * sizeof(int32_t) + 2 * sizeof(float));
-    return (b + 63) & ~(size_t)63;
+    return n + n / 32 * (4 * sizeof(int32_t) + 2 * sizeof(float));
 }
 
-static inline qx qx_at(const void *act, size_t n, size_t t)
+typedef struct act_layout { size_t dx, ys, cr, total; } act_layout; /* offsets (xq at 0) */
+
+static inline size_t up64(size_t v) { return (v + 63) & ~(size_t)63; }
+
+/* the layout of nt tokens of n elements; false if the size does not fit in size_t */
+static bool act_layout_of(size_t n, size_t nt, act_layout *L)
 {
-    const uint8_t *p = (const uint8_t *)act + t * tok_bytes(n);
     const size_t nb = n / 32;
-    qx o = {(const int8_t *)p, (const float *)(const void *)(p + n),
-            (const float *)(const void *)(p + n + 4 * nb),
-            (const int32_t *)(const void *)(p + n + 8 * nb)};
+    if (nt != 0 && tok_bytes(n) > (SIZE_MAX - 4 * 64) / nt) return false;
+    L->dx = up64(nt * n);
+    L->ys = L->dx + up64(nt * nb * sizeof(float));
+    L->cr = L->ys + up64(nt * nb * sizeof(float));
+    L->total = L->cr + up64(nt * nb * 4 * sizeof(int32_t));
+    return true;
+}
+
+static inline qx qx_at(const void *act, const act_layout *L, size_t n, size_t t)
+{
+    const uint8_t *p = (const uint8_t *)act;
+    const size_t nb = n / 32;
+    qx o = {(const int8_t *)p + t * n, (const float *)(const void *)(p + L->dx) + t * nb,
+            (const float *)(const void *)(p + L->ys) + t * nb,
+            (const int32_t *)(const void *)(p + L->cr) + t * 4 * nb};
     return o;
 }
 
-/* VNNI multiplies unsigned weights: w_int + offset, corrected by -offset * sum(xq) */
-static int type_offset(uint32_t type)
+/* VNNI multiplies unsigned weights, w_int + offset (Q8_0 128, Q4_0 8, Q6_K 32, Q4_K 0),
+ * corrected by -offset * sum(xq): which of the 4 arrays of qx.cr has a type's correction of
+ * a block's (lo) sum; Q6_K's hi is in array 3 (Q4_K has none) */
+static inline int corr_slot(uint32_t type)
 {
-    switch (type) {
-    case ENG_TYPE_Q8_0: return 128;
-    case ENG_TYPE_Q4_0: return 8;
-    case ENG_TYPE_Q6_K: return 32;
-    default: return 0;
-    }
+    return type == ENG_TYPE_Q8_0 ? 0 : type == ENG_TYPE_Q4_0 ? 1 : 2;
 }
 
 bool qq_supported(uint32_t type, size_t n)
@@ -106,7 +123,7 @@ bool qq_supported(uint32_t type, size_t n)
     if (type != ENG_TYPE_Q8_0 && type != ENG_TYPE_Q4_0 && type != ENG_TYPE_Q4_K &&
         type != ENG_TYPE_Q6_K)
         return false;
-    return n % 32 == 0 && n > 0 && tok_bytes(n) <= QQ_BUF;
+    return n % 32 == 0 && n > 0 && tok_bytes(n) + 4 * 64 <= QQ_BUF;
 }
 
 /* the activation scale as llama.cpp keeps it (binary16), where that is a normal half */
@@ -175,21 +192,23 @@ void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *b
     }
 }
 
-/* one token into its place in an activation buffer */
-static void quantize_tok(const float *x, size_t n, uint8_t *p)
+/* token t into its place in an activation buffer */
+static void quantize_tok(const float *x, size_t n, const act_layout *L, uint8_t *p, size_t t)
 {
     const size_t nb = n / 32;
-    int8_t *xq = (int8_t *)p;
-    float *dx = (float *)(void *)(p + n), *ys = dx + nb;
-    int32_t *hs = (int32_t *)(void *)(p + n + 8 * nb);
-    qq_quantize_act(x, n, xq, dx, hs); /* block sums first, spread out below (2b >= b) */
-    for (size_t b = 0; b < nb; b++) ys[b] = dx[b] * (float)hs[b];
-    for (size_t b = nb; b-- > 0;) {
-        const int32_t s = hs[b];
+    int8_t *xq = (int8_t *)p + t * n;
+    float *dx = (float *)(void *)(p + L->dx) + t * nb, *ys = (float *)(void *)(p + L->ys) + t * nb;
+    int32_t *cr = (int32_t *)(void *)(p + L->cr) + t * 4 * nb;
+    qq_quantize_act(x, n, xq, dx, cr); /* the block sums, in cr[0..nb) */
+    for (size_t b = 0; b < nb; b++) {
+        const int32_t s = cr[b];
         int32_t lo = 0;
         for (int k = 0; k < 16; k++) lo += xq[32 * b + (size_t)k];
-        hs[2 * b] = lo;
-        hs[2 * b + 1] = s - lo;
+        ys[b] = dx[b] * (float)s;
+        cr[b] = -128 * s;
+        cr[nb + b] = -8 * s;
+        cr[2 * nb + b] = -32 * lo;
+        cr[3 * nb + b] = -32 * (s - lo);
     }
 }
 
@@ -261,7 +280,7 @@ static void row_scales(uint32_t type, const uint8_t *row, size_t kb0, size_t nbc
 
 #if defined(__AVX2__)
 /* the 32 integer weights of block b of a row, as the dot products want them: VNNI u8
- * w_int + offset (type_offset), else s8 w_int */
+ * w_int + offset (see corr_slot), else s8 w_int */
 static inline __m256i wblock(uint32_t type, const uint8_t *row, size_t b)
 {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -417,15 +436,15 @@ static inline __m256 wscales8(const uint8_t *b, __m256i idx)
 }
 
 /* one token's block: the epilogue of every kind on the rows' lo/hi sums */
-static inline __m256 mv_acc(__m256i lo, __m256i hi, const qx *t, size_t b, __m256 av, __m256 ev,
-                            const int c, const enum kind k, __m256 acc, __m256 *macc)
+static inline __m256 mv_acc(__m256i lo, __m256i hi, const qx *t, size_t nb, size_t b, __m256 av,
+                            __m256 ev, const int slot, const enum kind k, __m256 acc, __m256 *macc)
 {
     const __m256 dx = _mm256_set1_ps(t->dx[b]);
 #if defined(QQ_VNNI)
-    lo = _mm256_add_epi32(lo, _mm256_set1_epi32(-c * t->hs[2 * b]));
-    hi = _mm256_add_epi32(hi, _mm256_set1_epi32(-c * t->hs[2 * b + 1]));
+    if (k != K_MINS) lo = _mm256_add_epi32(lo, _mm256_set1_epi32(t->cr[(size_t)slot * nb + b]));
+    if (k == K_HALVES) hi = _mm256_add_epi32(hi, _mm256_set1_epi32(t->cr[3 * nb + b]));
 #else
-    (void)c;
+    (void)slot;
 #endif
     if (k == K_HALVES) {
         acc = fmadd8(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(av, dx), acc);
@@ -441,7 +460,7 @@ mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size
       const qx *toks, const size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
 {
     const bool direct = type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0; /* gathered scales */
-    const int c = type_offset(type);
+    const int slot = corr_slot(type);
     const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
     _Alignas(32) float ta[QQ_KC / 32][8], te[QQ_KC / 32][8]; /* K formats: decoded scales */
     for (size_t rg = r0; rg < r1; rg += 8) {
@@ -479,10 +498,10 @@ mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size
                 const __m256 ev = direct ? _mm256_setzero_ps() : _mm256_load_ps(te[i]);
                 __m256i lo, hi;
                 hsum8x8(v0, &lo, &hi);
-                a0 = mv_acc(lo, hi, &toks[0], b, av, ev, c, k, a0, &m0);
+                a0 = mv_acc(lo, hi, &toks[0], nb, b, av, ev, slot, k, a0, &m0);
                 if (ntg > 1) {
                     hsum8x8(v1, &lo, &hi);
-                    a1 = mv_acc(lo, hi, &toks[1], b, av, ev, c, k, a1, &m1);
+                    a1 = mv_acc(lo, hi, &toks[1], nb, b, av, ev, slot, k, a1, &m1);
                 }
             }
         }
@@ -564,11 +583,12 @@ static void prep8_fill(uint32_t type, const uint8_t *w, size_t row_bytes, int nr
 
 #if defined(__AVX2__)
 /* the 8 rows' exact lo and hi sums of one block of one token */
-static inline void isum8(const prep8 *p, size_t i, const int8_t *xb, const int32_t *hs, int c,
-                         __m256i *lo, __m256i *hi)
+static inline void isum8(const prep8 *p, size_t i, const int8_t *xb, const int32_t *cr,
+                         size_t nb, int slot, const enum kind k, __m256i *lo, __m256i *hi)
 {
 #if defined(QQ_VNNI)
-    __m256i s0 = _mm256_set1_epi32(-c * hs[0]), s1 = _mm256_set1_epi32(-c * hs[1]);
+    __m256i s0 = k == K_MINS ? _mm256_setzero_si256() : _mm256_set1_epi32(cr[(size_t)slot * nb]);
+    __m256i s1 = k == K_HALVES ? _mm256_set1_epi32(cr[3 * nb]) : _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
         s0 = _mm256_dpbusd_epi32(s0, _mm256_load_si256((const __m256i *)p->w[i][j]),
                                  _mm256_set1_epi32(rd_i32(xb + 4 * j)));
@@ -576,8 +596,10 @@ static inline void isum8(const prep8 *p, size_t i, const int8_t *xb, const int32
                                  _mm256_set1_epi32(rd_i32(xb + 4 * j + 16)));
     }
 #else
-    (void)hs;
-    (void)c;
+    (void)cr;
+    (void)nb;
+    (void)slot;
+    (void)k;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
     for (int j = 0; j < 4; j++) {
@@ -593,14 +615,14 @@ static inline void isum8(const prep8 *p, size_t i, const int8_t *xb, const int32
 }
 
 static inline __attribute__((always_inline)) void
-kern8(const prep8 *p, const qx *t, size_t kb0, size_t nbc, lanes8 *acc, lanes8 *macc, const int c,
-      const enum kind k)
+kern8(const prep8 *p, const qx *t, size_t nb, size_t kb0, size_t nbc, lanes8 *acc,
+      lanes8 *macc, const int slot, const enum kind k)
 {
     __m256 a0 = _mm256_load_ps(acc->v), m0 = _mm256_load_ps(macc->v);
     for (size_t i = 0; i < nbc; i++) {
         const size_t b = kb0 + i;
         __m256i lo, hi;
-        isum8(p, i, t->xq + 32 * b, t->hs + 2 * b, c, &lo, &hi);
+        isum8(p, i, t->xq + 32 * b, t->cr + b, nb, slot, k, &lo, &hi);
         const __m256 dx = _mm256_set1_ps(t->dx[b]), av = _mm256_load_ps(p->a[i]);
         if (k == K_HALVES) {
             a0 = fmadd8(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(av, dx), a0);
@@ -614,10 +636,11 @@ kern8(const prep8 *p, const qx *t, size_t kb0, size_t nbc, lanes8 *acc, lanes8 *
     _mm256_store_ps(macc->v, m0);
 }
 #else
-static inline void kern8(const prep8 *p, const qx *t, size_t kb0, size_t nbc, lanes8 *acc,
-                         lanes8 *macc, const int c, const enum kind k)
+static inline void kern8(const prep8 *p, const qx *t, size_t nb, size_t kb0, size_t nbc,
+                         lanes8 *acc, lanes8 *macc, const int slot, const enum kind k)
 {
-    (void)c;
+    (void)slot;
+    (void)nb;
     for (int r = 0; r < 8; r++) {
         float a = acc->v[r], ma = macc->v[r];
         for (size_t i = 0; i < nbc; i++) {
@@ -664,7 +687,7 @@ mm8_n(uint32_t type, const enum kind k, const void *w, size_t row_bytes, size_t 
             const size_t nbc = nb - kb0 < QQ_KC / 32 ? nb - kb0 : QQ_KC / 32;
             prep8_fill(type, (const uint8_t *)w + rg * row_bytes, row_bytes, nr, kb0, nbc, &pr);
             for (size_t t = 0; t < ntg; t++)
-                kern8(&pr, &toks[t], kb0, nbc, &acc[t], &macc[t], type_offset(type), k);
+                kern8(&pr, &toks[t], nb, kb0, nbc, &acc[t], &macc[t], corr_slot(type), k);
         }
         for (size_t t = 0; t < ntg; t++)
             for (int i = 0; i < nr; i++)
@@ -698,32 +721,76 @@ typedef struct prep16 {
 
 typedef struct { _Alignas(64) float v[16]; } lanes16;
 
-/* rows [0, nr) of the group (nr <= 8), blocks [kb0, kb0 + nbc) -> half h of prep16; with pf,
- * the same blocks of the rows 16 further are prefetched */
-static void prep16_half(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, size_t kb0,
-                        size_t nbc, int h, bool pf, prep16 *p)
+/* rows [0, nr) of a group of 16 (nr <= 16), blocks [kb0, kb0 + nbc) -> prep16 (rows past nr
+ * are zero); with pf, the same blocks of the next group's rows are prefetched. Rows r and
+ * r + 8 share a 512-bit vector through the 8 x 8 transpose of 4-byte groups. */
+static inline __attribute__((always_inline)) void
+prep16_fill_t(const uint32_t type, const uint8_t *w, size_t row_bytes, int nr, size_t kb0,
+              size_t nbc, bool pf, prep16 *p)
 {
-    for (int r = 0; r < 8; r++) {
-        if (r < nr) {
-            row_scales(type, w + (size_t)r * row_bytes, kb0, nbc, &p->a[0][8 * h + r],
-                       &p->e[0][8 * h + r], 16);
-            continue;
+    if (type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0) {
+        /* the 16 rows' binary16 scales of a block, gathered and converted at once */
+        const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
+        int32_t off[16];
+        for (int r = 0; r < 16; r++) off[r] = (int32_t)((size_t)(r < nr ? r : 0) * row_bytes);
+        const __m512i idx = _mm512_loadu_si512((const void *)off);
+        const __mmask16 live = (__mmask16)(nr >= 16 ? 0xFFFF : (1u << nr) - 1);
+        for (size_t i = 0; i < nbc; i++) {
+            __m512i g = _mm512_i32gather_epi32(idx, (const void *)(w + (kb0 + i) * bb), 1);
+            __m512 a = _mm512_maskz_mov_ps(live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g)));
+            _mm512_store_ps(p->a[i], a); /* (e is not read for these types) */
         }
-        for (size_t i = 0; i < nbc; i++) p->a[i][8 * h + r] = p->e[i][8 * h + r] = 0.0f;
-    }
-    for (size_t i = 0; i < nbc; i++) {
-        const size_t b = kb0 + i;
-        __m256i R[8];
-        for (int r = 0; r < 8; r++) {
-            if (r >= nr) {
-                R[r] = _mm256_setzero_si256();
+    } else {
+        for (int r = 0; r < 16; r++) {
+            if (r < nr) {
+                row_scales(type, w + (size_t)r * row_bytes, kb0, nbc, &p->a[0][r], &p->e[0][r], 16);
                 continue;
             }
-            const uint8_t *row = w + (size_t)r * row_bytes;
-            if (pf) _mm_prefetch((const char *)(row + 16 * row_bytes + blk_off(type, b)), _MM_HINT_T2);
-            R[r] = wblock(type, row, b);
+            for (size_t i = 0; i < nbc; i++) p->a[i][r] = p->e[i][r] = 0.0f;
         }
-        tr8x8_store(R, p->w[i][0] + 32 * h, 64);
+    }
+    const __m512i lo_idx = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i hi_idx = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for (size_t i = 0; i < nbc; i++) {
+        const size_t b = kb0 + i;
+        __m512i R[8], t[8], u[8];
+        for (int r = 0; r < 8; r++) {
+            const uint8_t *row0 = w + (size_t)r * row_bytes, *row1 = row0 + 8 * row_bytes;
+            if (pf) {
+                _mm_prefetch((const char *)(row0 + 16 * row_bytes + blk_off(type, b)), _MM_HINT_T2);
+                _mm_prefetch((const char *)(row1 + 16 * row_bytes + blk_off(type, b)), _MM_HINT_T2);
+            }
+            const __m256i v0 = r < nr ? wblock(type, row0, b) : _mm256_setzero_si256();
+            const __m256i v1 = r + 8 < nr ? wblock(type, row1, b) : _mm256_setzero_si256();
+            R[r] = _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
+        }
+        for (int r = 0; r < 8; r += 2) {
+            t[r] = _mm512_unpacklo_epi32(R[r], R[r + 1]);
+            t[r + 1] = _mm512_unpackhi_epi32(R[r], R[r + 1]);
+        }
+        for (int q = 0; q < 8; q += 4) {
+            u[q] = _mm512_unpacklo_epi64(t[q], t[q + 2]);
+            u[q + 1] = _mm512_unpackhi_epi64(t[q], t[q + 2]);
+            u[q + 2] = _mm512_unpacklo_epi64(t[q + 1], t[q + 3]);
+            u[q + 3] = _mm512_unpackhi_epi64(t[q + 1], t[q + 3]);
+        }
+        /* per 256-bit half, vector j = 128-bit lane 0 of u[j] and of u[j + 4], vector j + 4 =
+         * their lanes 1 */
+        for (int j = 0; j < 4; j++) {
+            _mm512_store_si512((void *)p->w[i][j], _mm512_permutex2var_epi64(u[j], lo_idx, u[j + 4]));
+            _mm512_store_si512((void *)p->w[i][j + 4], _mm512_permutex2var_epi64(u[j], hi_idx, u[j + 4]));
+        }
+    }
+}
+
+static void prep16_fill(uint32_t type, const uint8_t *w, size_t row_bytes, int nr, size_t kb0,
+                        size_t nbc, bool pf, prep16 *p)
+{
+    switch (type) {
+    case ENG_TYPE_Q8_0: prep16_fill_t(ENG_TYPE_Q8_0, w, row_bytes, nr, kb0, nbc, pf, p); break;
+    case ENG_TYPE_Q4_0: prep16_fill_t(ENG_TYPE_Q4_0, w, row_bytes, nr, kb0, nbc, pf, p); break;
+    case ENG_TYPE_Q4_K: prep16_fill_t(ENG_TYPE_Q4_K, w, row_bytes, nr, kb0, nbc, pf, p); break;
+    default: prep16_fill_t(ENG_TYPE_Q6_K, w, row_bytes, nr, kb0, nbc, pf, p); break;
     }
 }
 
@@ -733,8 +800,10 @@ static inline __m512i bc4(const int8_t *x) { return _mm512_set1_epi32(rd_i32(x))
 #define ZSUM(W, t, b, lo, hi)                                                                   \
     do {                                                                                        \
         const int8_t *xb_ = (t)->xq + 32 * (b);                                                 \
-        __m512i s0_ = _mm512_set1_epi32(-c * (t)->hs[2 * (b)]);                                 \
-        __m512i s1_ = _mm512_set1_epi32(-c * (t)->hs[2 * (b) + 1]);                             \
+        __m512i s0_ = k == K_MINS ? _mm512_setzero_si512()                                      \
+                                  : _mm512_set1_epi32((t)->cr[(size_t)slot * nb + (b)]);         \
+        __m512i s1_ = k == K_HALVES ? _mm512_set1_epi32((t)->cr[3 * nb + (b)])                  \
+                                    : _mm512_setzero_si512();                                   \
         s0_ = _mm512_dpbusd_epi32(s0_, W[0], bc4(xb_));                                         \
         s1_ = _mm512_dpbusd_epi32(s1_, W[4], bc4(xb_ + 16));                                    \
         s0_ = _mm512_dpbusd_epi32(s0_, W[1], bc4(xb_ + 4));                                     \
@@ -762,16 +831,21 @@ static inline __m512 zacc(__m512i lo, __m512i hi, const qx *t, size_t b, const p
 }
 
 static inline __attribute__((always_inline)) void
-kern16(const prep16 *p, const qx *toks, size_t ntg, size_t kb0, size_t nbc, lanes16 *acc,
-       lanes16 *macc, const int c, const enum kind k)
+kern16(const prep16 *p, const qx *toks, size_t ntg, size_t nb, size_t kb0, size_t nbc,
+       lanes16 *acc, lanes16 *macc, const int slot, const enum kind k)
 {
     size_t t = 0;
     for (; t + 4 <= ntg; t += 4) {
         const qx *t0 = &toks[t], *t1 = &toks[t + 1], *t2 = &toks[t + 2], *t3 = &toks[t + 3];
         __m512 c0 = _mm512_load_ps(acc[t].v), c1 = _mm512_load_ps(acc[t + 1].v);
         __m512 c2 = _mm512_load_ps(acc[t + 2].v), c3 = _mm512_load_ps(acc[t + 3].v);
-        __m512 n0 = _mm512_load_ps(macc[t].v), n1 = _mm512_load_ps(macc[t + 1].v);
-        __m512 n2 = _mm512_load_ps(macc[t + 2].v), n3 = _mm512_load_ps(macc[t + 3].v);
+        __m512 n0 = _mm512_setzero_ps(), n1 = n0, n2 = n0, n3 = n0;
+        if (k == K_MINS) {
+            n0 = _mm512_load_ps(macc[t].v);
+            n1 = _mm512_load_ps(macc[t + 1].v);
+            n2 = _mm512_load_ps(macc[t + 2].v);
+            n3 = _mm512_load_ps(macc[t + 3].v);
+        }
         for (size_t i = 0; i < nbc; i++) {
             const size_t b = kb0 + i;
             __m512i W[8], l0, h0, l1, h1, l2, h2, l3, h3;
@@ -790,14 +864,17 @@ kern16(const prep16 *p, const qx *toks, size_t ntg, size_t kb0, size_t nbc, lane
         _mm512_store_ps(acc[t + 1].v, c1);
         _mm512_store_ps(acc[t + 2].v, c2);
         _mm512_store_ps(acc[t + 3].v, c3);
-        _mm512_store_ps(macc[t].v, n0);
-        _mm512_store_ps(macc[t + 1].v, n1);
-        _mm512_store_ps(macc[t + 2].v, n2);
-        _mm512_store_ps(macc[t + 3].v, n3);
+        if (k == K_MINS) {
+            _mm512_store_ps(macc[t].v, n0);
+            _mm512_store_ps(macc[t + 1].v, n1);
+            _mm512_store_ps(macc[t + 2].v, n2);
+            _mm512_store_ps(macc[t + 3].v, n3);
+        }
     }
     for (; t < ntg; t++) {
         const qx *t0 = &toks[t];
-        __m512 c0 = _mm512_load_ps(acc[t].v), n0 = _mm512_load_ps(macc[t].v);
+        __m512 c0 = _mm512_load_ps(acc[t].v);
+        __m512 n0 = k == K_MINS ? _mm512_load_ps(macc[t].v) : _mm512_setzero_ps();
         for (size_t i = 0; i < nbc; i++) {
             const size_t b = kb0 + i;
             __m512i W[8], l0, h0;
@@ -806,7 +883,7 @@ kern16(const prep16 *p, const qx *toks, size_t ntg, size_t kb0, size_t nbc, lane
             c0 = zacc(l0, h0, t0, b, p, i, _mm512_load_ps(p->a[i]), k, c0, &n0);
         }
         _mm512_store_ps(acc[t].v, c0);
-        _mm512_store_ps(macc[t].v, n0);
+        if (k == K_MINS) _mm512_store_ps(macc[t].v, n0);
     }
 }
 #undef ZSUM
@@ -820,15 +897,13 @@ mm16_n(uint32_t type, const enum kind k, const void *w, size_t row_bytes, size_t
     for (size_t rg = r0; rg < r1; rg += 16) {
         const int nr = (int)(r1 - rg < 16 ? r1 - rg : 16);
         memset(acc, 0, ntg * sizeof acc[0]);
-        memset(macc, 0, ntg * sizeof macc[0]);
+        if (k == K_MINS) memset(macc, 0, ntg * sizeof macc[0]);
         const uint8_t *g = (const uint8_t *)w + rg * row_bytes;
         for (size_t kb0 = 0; kb0 < nb; kb0 += QQ_KZ / 32) {
             const size_t nbc = nb - kb0 < QQ_KZ / 32 ? nb - kb0 : QQ_KZ / 32;
             const bool pf = r1 - rg >= 32; /* the next group is whole: prefetch it */
-            prep16_half(type, g, row_bytes, nr < 8 ? nr : 8, kb0, nbc, 0, pf, &pr);
-            prep16_half(type, g + 8 * row_bytes, row_bytes, nr > 8 ? nr - 8 : 0, kb0, nbc, 1, pf,
-                        &pr);
-            kern16(&pr, toks, ntg, kb0, nbc, acc, macc, type_offset(type), k);
+            prep16_fill(type, g, row_bytes, nr, kb0, nbc, pf, &pr);
+            kern16(&pr, toks, ntg, nb, kb0, nbc, acc, macc, corr_slot(type), k);
         }
         for (size_t t = 0; t < ntg; t++)
             for (int i = 0; i < nr; i++)
@@ -849,11 +924,12 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
 
 /* tokens [0, ntg) (ntg <= QQ_TG) of an activation buffer through the kernel for their count */
 static void run_group(uint32_t type, const void *w, size_t row_bytes, size_t n, const void *act,
-                      size_t t0, size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
+                      const act_layout *L, size_t t0, size_t ntg, float *y, size_t ldy,
+                      size_t r0, size_t r1)
 {
     const size_t nb = n / 32;
     qx toks[QQ_TG];
-    for (size_t t = 0; t < ntg; t++) toks[t] = qx_at(act, n, t0 + t);
+    for (size_t t = 0; t < ntg; t++) toks[t] = qx_at(act, L, n, t0 + t);
 #if defined(QQ_VNNI) || defined(QQ_AVX2)
     if (ntg <= QQ_MV_MAX) {
         mv8(type, (const uint8_t *)w, row_bytes, nb, toks, ntg, y, ldy, r0, r1);
@@ -870,33 +946,40 @@ static void run_group(uint32_t type, const void *w, size_t row_bytes, size_t n, 
 void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, const float *x,
                     size_t ldx, size_t nt, float *y, size_t ldy, size_t r0, size_t r1)
 {
-    size_t tg = QQ_BUF / tok_bytes(n);
+    size_t tg = QQ_BUF / (tok_bytes(n) + 4 * 64);
     if (tg > QQ_TG) tg = QQ_TG;
     for (size_t t0 = 0; t0 < nt; t0 += tg) {
         const size_t ntg = nt - t0 < tg ? nt - t0 : tg;
-        for (size_t t = 0; t < ntg; t++) quantize_tok(x + (t0 + t) * ldx, n, qq_buf + t * tok_bytes(n));
-        run_group(type, w, row_bytes, n, qq_buf, 0, ntg, y + t0 * ldy, ldy, r0, r1);
+        act_layout L = {0, 0, 0, 0};
+        (void)act_layout_of(n, ntg, &L); /* fits: qq_supported */
+        for (size_t t = 0; t < ntg; t++) quantize_tok(x + (t0 + t) * ldx, n, &L, qq_buf, t);
+        run_group(type, w, row_bytes, n, qq_buf, &L, 0, ntg, y + t0 * ldy, ldy, r0, r1);
     }
 }
 
 size_t qq_act_bytes(size_t n, size_t nt)
 {
-    if (n == 0 || n % 32 != 0 || tok_bytes(n) > QQ_BUF) return 0;
-    const size_t tb = tok_bytes(n);
-    if (nt > SIZE_MAX / tb) return 0;
-    return nt * tb;
+    act_layout L = {0, 0, 0, 0};
+    if (n == 0 || n % 32 != 0 || tok_bytes(n) + 4 * 64 > QQ_BUF || !act_layout_of(n, nt, &L))
+        return 0;
+    return L.total;
 }
 
-void qq_act_quantize(const float *x, size_t ldx, size_t n, size_t t0, size_t t1, void *act)
+void qq_act_quantize(const float *x, size_t ldx, size_t n, size_t nt, size_t t0, size_t t1,
+                     void *act)
 {
-    for (size_t t = t0; t < t1; t++) quantize_tok(x + t * ldx, n, (uint8_t *)act + t * tok_bytes(n));
+    act_layout L = {0, 0, 0, 0};
+    (void)act_layout_of(n, nt, &L); /* checked by qq_act_bytes */
+    for (size_t t = t0; t < t1; t++) quantize_tok(x + t * ldx, n, &L, act, t);
 }
 
 void qq_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n, const void *act,
                         size_t nt, float *y, size_t ldy, size_t r0, size_t r1)
 {
+    act_layout L = {0, 0, 0, 0};
+    (void)act_layout_of(n, nt, &L);
     for (size_t t0 = 0; t0 < nt; t0 += QQ_TG) {
         const size_t ntg = nt - t0 < QQ_TG ? nt - t0 : QQ_TG;
-        run_group(type, w, row_bytes, n, act, t0, ntg, y + t0 * ldy, ldy, r0, r1);
+        run_group(type, w, row_bytes, n, act, &L, t0, ntg, y + t0 * ldy, ldy, r0, r1);
     }
 }

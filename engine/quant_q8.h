@@ -13,7 +13,8 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
 
 /* Activations quantized once (eng_act_* in quant.h). */
 size_t qq_act_bytes(size_t n, size_t nt);
-void qq_act_quantize(const float *x, size_t ldx, size_t n, size_t t0, size_t t1, void *act);
+void qq_act_quantize(const float *x, size_t ldx, size_t n, size_t nt, size_t t0, size_t t1,
+                     void *act);
 void qq_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n, const void *act,
                         size_t nt, float *y, size_t ldy, size_t r0, size_t r1);
 
