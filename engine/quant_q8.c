@@ -138,7 +138,7 @@ static inline float act_scale(float amax)
     return dh >= 0x1p-14f && dh <= 65504.0f ? dh : d;
 }
 
-void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *bsum)
+void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *bsum, int32_t *lsum)
 {
     const size_t nb = n / 32;
     for (size_t b = 0; b < nb; b++) {
@@ -156,14 +156,15 @@ void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *b
         m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
         const float amax = _mm_cvtss_f32(m4);
         const __m256 id = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-        __m256i qi[4], sum = _mm256_setzero_si256();
+        __m256i qi[4];
         for (int k = 0; k < 4; k++) {
             __m256 r = _mm256_round_ps(_mm256_mul_ps(v[k], id),
                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             r = _mm256_max_ps(_mm256_min_ps(r, _mm256_set1_ps(127.0f)), _mm256_set1_ps(-127.0f));
             qi[k] = _mm256_cvtps_epi32(r);
-            sum = _mm256_add_epi32(sum, qi[k]);
         }
+        const __m256i lo8 = _mm256_add_epi32(qi[0], qi[1]);
+        const __m256i sum = _mm256_add_epi32(lo8, _mm256_add_epi32(qi[2], qi[3]));
         __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
         p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         _mm256_storeu_si256((__m256i *)(void *)q, p);
@@ -171,6 +172,12 @@ void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *b
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
         s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
         bsum[b] = _mm_cvtsi128_si32(s4);
+        if (lsum) {
+            __m128i l4 = _mm_add_epi32(_mm256_castsi256_si128(lo8), _mm256_extracti128_si256(lo8, 1));
+            l4 = _mm_add_epi32(l4, _mm_shuffle_epi32(l4, 0x4E));
+            l4 = _mm_add_epi32(l4, _mm_shuffle_epi32(l4, 0xB1));
+            lsum[b] = _mm_cvtsi128_si32(l4);
+        }
 #else
         float amax = 0.0f;
         for (int j = 0; j < 32; j++) {
@@ -178,15 +185,17 @@ void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *b
             amax = a > amax ? a : amax;
         }
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        int32_t sum = 0;
+        int32_t sum = 0, lo = 0;
         for (int j = 0; j < 32; j++) {
             float v = nearbyintf(xb[j] * id);
             v = v < 127.0f ? v : 127.0f; /* (NaN -> 127, as the vector code) */
             v = v > -127.0f ? v : -127.0f;
             q[j] = (int8_t)v;
             sum += q[j];
+            if (j == 15) lo = sum;
         }
         bsum[b] = sum;
+        if (lsum) lsum[b] = lo;
 #endif
         dx[b] = act_scale(amax);
     }
@@ -199,11 +208,9 @@ static void quantize_tok(const float *x, size_t n, const act_layout *L, uint8_t 
     int8_t *xq = (int8_t *)p + t * n;
     float *dx = (float *)(void *)(p + L->dx) + t * nb, *ys = (float *)(void *)(p + L->ys) + t * nb;
     int32_t *cr = (int32_t *)(void *)(p + L->cr) + t * 4 * nb;
-    qq_quantize_act(x, n, xq, dx, cr); /* the block sums, in cr[0..nb) */
+    qq_quantize_act(x, n, xq, dx, cr, cr + 2 * nb); /* block and first-half sums */
     for (size_t b = 0; b < nb; b++) {
-        const int32_t s = cr[b];
-        int32_t lo = 0;
-        for (int k = 0; k < 16; k++) lo += xq[32 * b + (size_t)k];
+        const int32_t s = cr[b], lo = cr[2 * nb + b];
         ys[b] = dx[b] * (float)s;
         cr[b] = -128 * s;
         cr[nb + b] = -8 * s;

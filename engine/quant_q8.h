@@ -20,7 +20,9 @@ void qq_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n
 
 /* One token's activations quantized to 8 bits per 32-element block (n % 32 == 0):
  * xq = round(x * 127 / amax) (ties to even), dx = amax / 127 as binary16 where that is a
- * normal half, bsum = sum of the block's xq. Exposed for the tests. */
-void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *bsum);
+ * normal half, bsum = sum of the block's xq, lsum (may be NULL) = sum of its first 16.
+ * Exposed for the tests. */
+void qq_quantize_act(const float *x, size_t n, int8_t *xq, float *dx, int32_t *bsum,
+                     int32_t *lsum);
 
 #endif

@@ -390,23 +390,25 @@ static void check_quantize_act(void)
     for (size_t i = 256; i < 288; i++) x[i] = (i % 2 ? -1.0f : 1.0f) * (float)(i - 255);
     int8_t q[N];
     float dx[NB];
-    int32_t bs[NB];
-    qq_quantize_act(x, N, q, dx, bs);
+    int32_t bs[NB], ls[NB];
+    qq_quantize_act(x, N, q, dx, bs, ls);
     for (size_t b = 0; b < NB; b++) {
         const float *xb = x + 32 * b;
         float amax = 0.0f;
         for (int j = 0; j < 32; j++)
             if (fabsf(xb[j]) > amax) amax = fabsf(xb[j]);
         const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        int32_t sum = 0;
+        int32_t sum = 0, lo = 0;
         for (int j = 0; j < 32; j++) {
             float v = nearbyintf(xb[j] * id);
             int want = isnan(v) || v >= 127.0f ? 127 : v <= -127.0f ? -127 : (int)v;
             CHECK_MSG(q[32 * b + (size_t)j] == want, "block %zu element %d: %d, want %d", b, j,
                       q[32 * b + (size_t)j], want);
             sum += want;
+            if (j < 16) lo += want;
         }
         CHECK_MSG(bs[b] == sum, "block %zu: sum %d, want %d", b, (int)bs[b], (int)sum);
+        CHECK_MSG(ls[b] == lo, "block %zu: first-half sum %d, want %d", b, (int)ls[b], (int)lo);
         const float d = amax / 127.0f, dh = eng_f16_to_f32(eng_f32_to_f16(d));
         const float want_d = dh >= 0x1p-14f && dh <= 65504.0f ? dh : d;
         CHECK_MSG(same_bits(dx[b], want_d), "block %zu: dx %.9g, want %.9g", b, (double)dx[b],
