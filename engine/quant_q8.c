@@ -49,7 +49,9 @@
 #define QQ_AVX2 1
 #endif
 
-#define QQ_TG 64        /* tokens per group */
+#define QQ_TG 64        /* tokens per group (eng_matmul_rows: quantized in the thread's buffer) */
+#define QQ_TGA 256      /* tokens per group of a caller's activation buffer (eng_act_*): the
+                         * weights prepared once serve this many */
 #define QQ_KC 2048      /* elements per K chunk (64 blocks; a multiple of 256) */
 #define QQ_BUF (512 * 1024)
 
@@ -685,7 +687,7 @@ mm8_n(uint32_t type, const enum kind k, const void *w, size_t row_bytes, size_t 
       const qx *toks, size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
 {
     static _Thread_local prep8 pr;
-    lanes8 acc[QQ_TG], macc[QQ_TG];
+    lanes8 acc[QQ_TGA], macc[QQ_TGA];
     for (size_t rg = r0; rg < r1; rg += 8) {
         const int nr = (int)(r1 - rg < 8 ? r1 - rg : 8);
         memset(acc, 0, ntg * sizeof acc[0]);
@@ -900,7 +902,7 @@ mm16_n(uint32_t type, const enum kind k, const void *w, size_t row_bytes, size_t
        const qx *toks, size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
 {
     static _Thread_local prep16 pr;
-    lanes16 acc[QQ_TG], macc[QQ_TG];
+    lanes16 acc[QQ_TGA], macc[QQ_TGA];
     for (size_t rg = r0; rg < r1; rg += 16) {
         const int nr = (int)(r1 - rg < 16 ? r1 - rg : 16);
         memset(acc, 0, ntg * sizeof acc[0]);
@@ -929,13 +931,14 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
 }
 #endif
 
-/* tokens [0, ntg) (ntg <= QQ_TG) of an activation buffer through the kernel for their count */
+/* tokens [t0, t0 + ntg) (ntg <= QQ_TGA) of an activation buffer through the kernel for their
+ * count */
 static void run_group(uint32_t type, const void *w, size_t row_bytes, size_t n, const void *act,
                       const act_layout *L, size_t t0, size_t ntg, float *y, size_t ldy,
                       size_t r0, size_t r1)
 {
     const size_t nb = n / 32;
-    qx toks[QQ_TG];
+    qx toks[QQ_TGA];
     for (size_t t = 0; t < ntg; t++) toks[t] = qx_at(act, L, n, t0 + t);
 #if defined(QQ_VNNI) || defined(QQ_AVX2)
     if (ntg <= QQ_MV_MAX) {
@@ -985,8 +988,8 @@ void qq_matmul_rows_act(uint32_t type, const void *w, size_t row_bytes, size_t n
 {
     act_layout L = {0, 0, 0, 0};
     (void)act_layout_of(n, nt, &L);
-    for (size_t t0 = 0; t0 < nt; t0 += QQ_TG) {
-        const size_t ntg = nt - t0 < QQ_TG ? nt - t0 : QQ_TG;
+    for (size_t t0 = 0; t0 < nt; t0 += QQ_TGA) {
+        const size_t ntg = nt - t0 < QQ_TGA ? nt - t0 : QQ_TGA;
         run_group(type, w, row_bytes, n, act, &L, t0, ntg, y + t0 * ldy, ldy, r0, r1);
     }
 }
