@@ -302,8 +302,10 @@ static inline __m256i wblock(uint32_t type, const uint8_t *row, size_t b)
 #endif
         return v;
     case ENG_TYPE_Q4_0: {
-        const __m128i h = _mm_loadu_si128((const __m128i *)(row + 18 * b + 2));
-        v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(h, 4), h), m4);
+        /* the 16 bytes in both halves; the high half shifted right by 4 (64-bit lanes: each
+         * byte's high nibble comes down, the bits from the next byte are masked off) */
+        const __m256i h = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(row + 18 * b + 2)));
+        v = _mm256_and_si256(_mm256_srlv_epi64(h, _mm256_setr_epi64x(0, 0, 4, 4)), m4);
         break;
     }
     case ENG_TYPE_Q4_K:
