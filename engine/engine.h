@@ -52,7 +52,10 @@
  *   - Attention always reads K/V back from the cache (also for the batch's own tokens) and
  *     sums over positions 0..pos in ascending order, in f32: the same arithmetic whatever the
  *     chunking.
- *   - RMSNorm, RoPE, SwiGLU and the residual adds are per-token.
+ *   - RMSNorm, RoPE, SwiGLU and the residual adds are per-token (elementwise or one row's
+ *     sum in element order); forward.c runs RoPE, the K/V stores, SwiGLU and the residual
+ *     adds inside the matmul pool runs on the rows each chunk computed, with the same
+ *     arithmetic whichever thread or chunk does it.
  *
  * RoPE: adjacent pairs (x[2i], x[2i+1]) for the GGUF "llama" architecture (the converter
  * permutes Q/K for it; the only architecture eng_ctx_create accepts). The neox ordering
@@ -62,7 +65,7 @@
  * (Llama 3.1: the rope_freqs.weight tensor, or the llama3 scaling rule that model.h computes
  * from the hparams), / rope_scale_factor for linear scaling. YaRN is rejected (-ENOTSUP).
  * Attention scale 1/sqrt(head_dim); RMSNorm x * w / sqrt(mean(x^2) + eps); SwiGLU
- * silu(gate) * up.
+ * silu(gate) * up, with forward.c's own e^x (vectorized; the scalar tail gives the same bits).
  */
 #ifndef LLAMAD_ENGINE_H
 #define LLAMAD_ENGINE_H

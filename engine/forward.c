@@ -4,8 +4,16 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__F16C__) && defined(__AVX__)
+#include <immintrin.h>
+#define ENG_HAVE_F16C 1
+#else
+#define ENG_HAVE_F16C 0
+#endif
 
 #include "quant.h"
 #include "threadpool.h"
@@ -28,6 +36,7 @@ struct eng_ctx {
     float rms_eps;
     bool neox;
     float attn_scale;
+    bool rope_fused;    /* RoPE and the K/V stores run in the Q/K/V pool run (see eng_step) */
 
     /* kv geometry */
     int bs;             /* tokens per block */
@@ -35,7 +44,7 @@ struct eng_ctx {
 
     /* scratch (sized at creation) */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
-    float *gath, *logit_buf;
+    float *gath;
     float *inv_freq;    /* RD/2 */
     float *rope_cs;     /* max_tokens * RD: cos, sin interleaved per pair */
     int32_t *tok_entry; /* max_tokens: entry index of each batch token */
@@ -43,9 +52,11 @@ struct eng_ctx {
     int32_t *entry_t0;  /* max_seqs: first batch token of each entry */
     const uint32_t **entry_blocks; /* max_seqs: block table of each entry */
     float *th_scores;   /* n_threads * th_scores_stride */
-    size_t th_scores_stride; /* group * n_ctx + 2 * group */
-    float *th_kbuf;     /* n_threads * bs * D */
-    float *th_vbuf;     /* n_threads * bs * D */
+    size_t th_scores_stride; /* n_ctx */
+
+    /* matmul runs: chunks per thread aimed at, and the smallest chunk (units of MM_UNIT rows) */
+    long mm_chunks_per_thread;
+    long mm_min_units;
 };
 
 /* ------------------------------------------------------------------ kv cache access */
@@ -60,50 +71,65 @@ static inline void *blk_v(eng_ctx *c, uint32_t block, int layer, int head)
     return kv_block_v(c->kv, block, (uint32_t)layer, (uint32_t)head);
 }
 
-/* ------------------------------------------------------------------ matmul */
-
-typedef struct mm_job {
-    const eng_mat *w;
-    const float *x;
-    size_t nt;
-    float *y;
-} mm_job;
-
-static void mm_worker(void *arg, int ith, int nth)
-{
-    const mm_job *j = arg;
-    long r0, r1;
-    eng_split_range((long)j->w->rows, ith, nth, &r0, &r1);
-    if (r0 >= r1) return;
-    eng_matmul_rows(j->w->type, j->w->data, j->w->row_bytes, (size_t)j->w->cols, j->x,
-                    (size_t)j->w->cols, j->nt, j->y, (size_t)j->w->rows, (size_t)r0,
-                    (size_t)r1);
-}
-
-/* y[t*rows + r] = W row r . x[t*cols ...] for t < nt, for every weight type (F32 included):
- * eng_matmul_rows, rows split across the pool. See engine.h for why F32 does not go through
- * cblas_sgemm. */
-static void matmul(eng_ctx *c, const eng_mat *w, const float *x, int nt, float *y)
-{
-    mm_job j = {w, x, (size_t)nt, y};
-    /* small jobs: waking the workers costs more than the work (the split never changes
-     * the numbers, so this is only a speed choice) */
-    if ((double)w->rows * (double)w->cols * nt < ENG_PAR_MIN_WORK)
-        mm_worker(&j, 0, 1);
-    else
-        eng_pool_run(c->pool, mm_worker, &j);
-}
-
 /* ------------------------------------------------------------------ small per-token ops */
 
-static void rmsnorm(float *o, const float *x, const float *w, int n, float eps)
+/* RMSNorm of nt rows: o[t] = w * (x[t] / sqrt(mean(x[t]^2) + eps)). Each row's sum of squares
+ * runs in element order in one f32 accumulator, as a single-row loop would; up to 8 rows
+ * are summed side by side only to overlap their dependency chains, so a row's bits do not
+ * depend on which rows share the call. */
+#define RMS_ROWS 8
+static void rmsnorm_rows(float *o, size_t ldo, const float *const *xs, const float *w, int nt,
+                         int n, float eps)
 {
-    float ss = 0.0f;
-    for (int i = 0; i < n; i++) ss += x[i] * x[i];
-    ss /= (float)n;
-    ss += eps;
-    ss = 1.0f / sqrtf(ss);
-    for (int i = 0; i < n; i++) o[i] = w[i] * (ss * x[i]);
+    for (int t0 = 0; t0 < nt; t0 += RMS_ROWS) {
+        const int nr = nt - t0 < RMS_ROWS ? nt - t0 : RMS_ROWS;
+        float ss[RMS_ROWS] = {0};
+        if (nr == RMS_ROWS) {
+            const float *x0 = xs[t0], *x1 = xs[t0 + 1], *x2 = xs[t0 + 2], *x3 = xs[t0 + 3];
+            const float *x4 = xs[t0 + 4], *x5 = xs[t0 + 5], *x6 = xs[t0 + 6], *x7 = xs[t0 + 7];
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+            for (int i = 0; i < n; i++) {
+                s0 += x0[i] * x0[i];
+                s1 += x1[i] * x1[i];
+                s2 += x2[i] * x2[i];
+                s3 += x3[i] * x3[i];
+                s4 += x4[i] * x4[i];
+                s5 += x5[i] * x5[i];
+                s6 += x6[i] * x6[i];
+                s7 += x7[i] * x7[i];
+            }
+            ss[0] = s0; ss[1] = s1; ss[2] = s2; ss[3] = s3;
+            ss[4] = s4; ss[5] = s5; ss[6] = s6; ss[7] = s7;
+        } else {
+            for (int r = 0; r < nr; r++) {
+                const float *x = xs[t0 + r];
+                float s = 0.0f;
+                for (int i = 0; i < n; i++) s += x[i] * x[i];
+                ss[r] = s;
+            }
+        }
+        for (int r = 0; r < nr; r++) {
+            float sc = ss[r];
+            sc /= (float)n;
+            sc += eps;
+            sc = 1.0f / sqrtf(sc);
+            const float *x = xs[t0 + r];
+            float *y = o + (size_t)(t0 + r) * ldo;
+            for (int i = 0; i < n; i++) y[i] = w[i] * (sc * x[i]);
+        }
+    }
+}
+
+/* RMSNorm of the rows x[t * ld], t < nt, into o (same stride) */
+static void rmsnorm_batch(float *o, const float *x, size_t ld, const float *w, int nt, int n,
+                          float eps)
+{
+    for (int t0 = 0; t0 < nt; t0 += RMS_ROWS) {
+        const float *xs[RMS_ROWS];
+        const int nr = nt - t0 < RMS_ROWS ? nt - t0 : RMS_ROWS;
+        for (int r = 0; r < nr; r++) xs[r] = x + (size_t)(t0 + r) * ld;
+        rmsnorm_rows(o + (size_t)t0 * ld, ld, xs, w, nr, n, eps);
+    }
 }
 
 /* rotates one head vector of dim D, first RD dims, with the token's cos/sin table */
@@ -127,102 +153,438 @@ static void rope_head(float *v, const float *cs, int RD, bool neox)
     }
 }
 
-/* fixed-order dot product (8 lanes, then a fixed tree, then the tail) */
+/* Adjacent-pair RoPE on elements [r0, r1) of each token's row of n_heads * D (r0, r1 even):
+ * the same arithmetic as rope_head on the pairs that fall in the range. */
+static void rope_range(eng_ctx *c, float *y, size_t ld, int nt, size_t r0, size_t r1)
+{
+    const size_t D = (size_t)c->D, RD = (size_t)c->RD;
+    for (int t = 0; t < nt; t++) {
+        const float *cs = c->rope_cs + (size_t)t * RD;
+        float *row = y + (size_t)t * ld;
+        for (size_t r = r0; r < r1;) {
+            const size_t o = r % D; /* even: r0, r1 and D are */
+            size_t end = r - o + D; /* the end of this head */
+            if (end > r1) end = r1;
+            size_t lim = o + (end - r);
+            if (lim > RD) lim = RD;
+            float *hv = row + (r - o);
+            for (size_t i = o; i < lim; i += 2) {
+                const float cc = cs[i], s = cs[i + 1];
+                const float a = hv[i], b = hv[i + 1];
+                hv[i] = a * cc - b * s;
+                hv[i + 1] = a * s + b * cc;
+            }
+            r = end;
+        }
+    }
+}
+
+/* SwiGLU, g = silu(g) * u = g / (1 + e^-g) * u, with our own e^x so that it vectorizes:
+ * n = round(x log2 e), r = x - n ln 2 (two-part ln 2), e^r by its degree-7 Taylor
+ * polynomial (Horner, fused multiply-adds; error under 2^-23 relative on |r| <= ln2/2),
+ * times 2^n. x is clamped to [-87, 88] (e^x stays a normal float; silu is then -0 or g to
+ * the last bit anyway). The scalar form does the same operations (fmaf), so every element
+ * gets the same bits whichever path takes it. */
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693145751953125f
+#define EXP_LN2_LO 1.42860682030941723212e-6f
+
+static inline float exp_scalar(float x)
+{
+    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    const float n = nearbyintf(x * EXP_LOG2E);
+    float r = fmaf(n, -EXP_LN2_HI, x);
+    r = fmaf(n, -EXP_LN2_LO, r);
+    float p = 1.0f / 5040.0f;
+    p = fmaf(p, r, 1.0f / 720.0f);
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+static inline __m256 exp_avx2(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-EXP_LN2_HI), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(-EXP_LN2_LO), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i bits =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+#endif
+
+static void swiglu_row(float *g, const float *u, size_t n)
+{
+    size_t i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (; i + 8 <= n; i += 8) {
+        const __m256 gv = _mm256_loadu_ps(g + i);
+        const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(gv, _mm256_add_ps(one, e)),
+                                              _mm256_loadu_ps(u + i)));
+    }
+#endif
+    for (; i < n; i++) g[i] = g[i] / (1.0f + exp_scalar(-g[i])) * u[i];
+}
+
+/* ------------------------------------------------------------------ kv cache writes */
+
+/* Stores elements [r0, r1) of each batch token's K or V row (kv_dim wide, in src) at the
+ * token's position of its block: f16 (exact rounding, elementwise) or f32. */
+static void store_kv_range(eng_ctx *c, int layer, bool is_v, const float *src, int nt,
+                           size_t r0, size_t r1)
+{
+    const size_t D = (size_t)c->D, bs = (size_t)c->bs;
+    for (int t = 0; t < nt; t++) {
+        const uint32_t *blocks = c->entry_blocks[c->tok_entry[t]];
+        const size_t pos = (size_t)c->tok_pos[t];
+        const uint32_t blk = blocks[pos / bs];
+        const size_t off = (pos % bs) * D;
+        const float *row = src + (size_t)t * (size_t)c->kv_dim;
+        for (size_t r = r0; r < r1;) {
+            const int h = (int)(r / D);
+            const size_t o = r % D;
+            size_t end = (size_t)(h + 1) * D;
+            if (end > r1) end = r1;
+            void *dst = is_v ? blk_v(c, blk, layer, h) : blk_k(c, blk, layer, h);
+            if (c->kv_f16)
+                eng_f32_to_f16_row(row + r, (uint16_t *)dst + off + o, end - r);
+            else
+                memcpy((float *)dst + off + o, row + r, (end - r) * sizeof(float));
+            r = end;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ matmul runs
+ *
+ * One pool run computes one or more weight matrices ("segments") for all of the batch's
+ * tokens. Each segment's rows are cut into units of MM_UNIT rows (its last unit may be
+ * short); chunk c of n takes the c-th of n equal runs of units of every segment, and the
+ * threads claim chunks from an atomic counter until none are left, so a thread that was
+ * scheduled late or runs slower takes fewer. A chunk makes one kernel call per segment, and
+ * a call has a fixed cost (the kernel quantizes the call's activations), so chunks are few.
+ * Each row is still computed by eng_matmul_rows with the same per-row arithmetic (its result
+ * does not depend on the row range of the call), so the split changes no bits. After its
+ * rows, a chunk applies its segment's elementwise post-op to the same rows. */
+
+#define MM_UNIT 16
+#define MM_MAX_SEG 3
+
+enum mm_post {
+    POST_NONE,
+    POST_ROPE,       /* RoPE on the rows (Q) */
+    POST_ROPE_K,     /* RoPE, then store into the kv cache as K */
+    POST_STORE_V,    /* store into the kv cache as V */
+    POST_ADD,        /* residual: x += y */
+    POST_SWIGLU,     /* y = silu(y) * y2 */
+};
+
+typedef struct mm_seg {
+    const eng_mat *w;
+    const eng_mat *w2; /* POST_SWIGLU: the second matrix (same rows), into y2 */
+    const float *x;
+    float *y, *y2;
+    enum mm_post post;
+    long units;
+} mm_seg;
+
+typedef struct mm_run {
+    eng_ctx *c;
+    int nt, layer, n_seg;
+    mm_seg seg[MM_MAX_SEG];
+    long n_chunks;
+    _Alignas(64) atomic_long next;
+} mm_run;
+
+static void mm_seg_rows(const mm_run *j, const mm_seg *s, size_t r0, size_t r1)
+{
+    eng_ctx *c = j->c;
+    const eng_mat *w = s->w;
+    const size_t rows = (size_t)w->rows, cols = (size_t)w->cols, nt = (size_t)j->nt;
+    eng_matmul_rows(w->type, w->data, w->row_bytes, cols, s->x, cols, nt, s->y, rows, r0, r1);
+    if (s->w2)
+        eng_matmul_rows(s->w2->type, s->w2->data, s->w2->row_bytes, cols, s->x, cols, nt, s->y2,
+                        rows, r0, r1);
+    switch (s->post) {
+    case POST_NONE:
+        break;
+    case POST_ROPE:
+        rope_range(c, s->y, rows, j->nt, r0, r1);
+        break;
+    case POST_ROPE_K:
+        rope_range(c, s->y, rows, j->nt, r0, r1);
+        store_kv_range(c, j->layer, false, s->y, j->nt, r0, r1);
+        break;
+    case POST_STORE_V:
+        store_kv_range(c, j->layer, true, s->y, j->nt, r0, r1);
+        break;
+    case POST_ADD:
+        for (size_t t = 0; t < nt; t++) {
+            float *xr = c->x + t * (size_t)c->E;
+            const float *yr = s->y + t * rows;
+            for (size_t r = r0; r < r1; r++) xr[r] += yr[r];
+        }
+        break;
+    case POST_SWIGLU:
+        for (size_t t = 0; t < nt; t++)
+            swiglu_row(s->y + t * rows + r0, s->y2 + t * rows + r0, r1 - r0);
+        break;
+    }
+}
+
+static void mm_worker(void *arg, int ith, int nth)
+{
+    mm_run *j = arg;
+    (void)ith;
+    (void)nth;
+    for (;;) {
+        const long ci = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (ci >= j->n_chunks) break;
+        for (int si = 0; si < j->n_seg; si++) {
+            const mm_seg *s = &j->seg[si];
+            long u0, u1;
+            eng_split_range(s->units, (int)ci, (int)j->n_chunks, &u0, &u1);
+            if (u0 >= u1) continue;
+            const size_t rows = (size_t)s->w->rows;
+            size_t r1 = (size_t)u1 * MM_UNIT;
+            if (r1 > rows) r1 = rows;
+            mm_seg_rows(j, s, (size_t)u0 * MM_UNIT, r1);
+        }
+    }
+}
+
+static void mm_add(mm_run *j, const eng_mat *w, const eng_mat *w2, const float *x, float *y,
+                   float *y2, enum mm_post post)
+{
+    mm_seg *s = &j->seg[j->n_seg++];
+    *s = (mm_seg){w, w2, x, y, y2, post, (long)((w->rows + MM_UNIT - 1) / MM_UNIT)};
+}
+
+/* Runs the segments added with mm_add; the run's work is done when this returns. */
+static void mm_exec(eng_ctx *c, mm_run *j)
+{
+    double work = 0;
+    for (int si = 0; si < j->n_seg; si++) {
+        const mm_seg *s = &j->seg[si];
+        work += (double)s->w->rows * (double)s->w->cols * j->nt * (s->w2 ? 2 : 1);
+    }
+    atomic_init(&j->next, 0);
+    /* small jobs: waking the workers costs more than the work (the split never changes the
+     * numbers, so this is only a speed choice) */
+    if (c->n_threads == 1 || work < ENG_PAR_MIN_WORK) {
+        j->n_chunks = 1;
+        mm_worker(j, 0, 1);
+        return;
+    }
+    /* chunks: mm_chunks_per_thread per thread, fewer when the largest segment would give
+     * chunks under mm_min_units units */
+    long max_units = 0;
+    for (int si = 0; si < j->n_seg; si++)
+        if (j->seg[si].units > max_units) max_units = j->seg[si].units;
+    long nc = (long)c->n_threads * c->mm_chunks_per_thread;
+    if (nc > max_units / c->mm_min_units) nc = max_units / c->mm_min_units;
+    j->n_chunks = nc < 1 ? 1 : nc;
+    eng_pool_run(c->pool, mm_worker, j);
+}
+
+/* y[t*rows + r] = W row r . x[t*cols ...] for t < nt (one matrix, no post-op) */
+static void matmul(eng_ctx *c, const eng_mat *w, const float *x, int nt, float *y)
+{
+    mm_run j = {.c = c, .nt = nt};
+    mm_add(&j, w, NULL, x, y, NULL, POST_NONE);
+    mm_exec(c, &j);
+}
+
+/* ------------------------------------------------------------------ attention */
+
+/* Fixed-order dot products of a query (f32) with a key (f32 or f16): 8 lanes (lane j sums
+ * the products of elements i = j mod 8 in order, a multiply then an add), then a fixed tree,
+ * then the tail. The f16 key is widened exactly, so both give the bits of the f32 form. */
+static inline float lane_tree(const float *l)
+{
+    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+}
+
+#if ENG_HAVE_F16C
+/* lane_tree of the 8 lanes of v, same additions in the same grouping */
+static inline float lane_tree_v(__m256 v)
+{
+    const __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* (l0+l4)+(l2+l6), (l1+l5)+(l3+l7) */
+    return _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
+}
+
+static inline __m256 load_f16x8(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+#endif
+
 static inline float dot_f32(const float *a, const float *b, int n)
 {
-    float l[8] = {0};
     int i = 0;
+    float s;
+#if ENG_HAVE_F16C
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+    s = lane_tree_v(acc);
+#else
+    float l[8] = {0};
     for (; i + 8 <= n; i += 8)
         for (int j = 0; j < 8; j++) l[j] += a[i + j] * b[i + j];
-    float s = ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+    s = lane_tree(l);
+#endif
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
 
-/* ------------------------------------------------------------------ attention */
+static inline float dot_f16(const float *a, const uint16_t *b, int n)
+{
+    int i = 0;
+    float s;
+#if ENG_HAVE_F16C
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8)
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a + i), load_f16x8(b + i)));
+    s = lane_tree_v(acc);
+#else
+    float l[8] = {0};
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) l[j] += a[i + j] * eng_f16_to_f32(b[i + j]);
+    s = lane_tree(l);
+#endif
+    for (; i < n; i++) s += a[i] * eng_f16_to_f32(b[i]);
+    return s;
+}
+
+/* out[d] += a * v[d], d < n (a multiply then an add per element) */
+static inline void axpy_f16(float *out, float a, const uint16_t *v, int n)
+{
+    for (int d = 0; d < n; d++) out[d] += a * eng_f16_to_f32(v[d]);
+}
+
+static inline void axpy_f32(float *out, float a, const float *v, int n)
+{
+    for (int d = 0; d < n; d++) out[d] += a * v[d];
+}
 
 typedef struct attn_job {
     eng_ctx *c;
     int layer;
     int nt;
-    const eng_batch_entry *batch;
+    long n_items;
+    _Alignas(64) atomic_long next;
 } attn_job;
 
-static const float *load_block(eng_ctx *c, const void *src, float *buf, int n_tok)
+/* One query head of one token: scores in position order, softmax (max, exp and sum in
+ * position order), then the weighted V sum in position order. K and V are read in place
+ * from the cache blocks (f16 widened exactly on the fly). */
+static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
 {
-    const size_t n = (size_t)n_tok * (size_t)c->D;
-    if (!c->kv_f16) return src;
-    eng_f16_to_f32_row(src, buf, n);
-    return buf;
+    const int D = c->D, bs = c->bs;
+    const int kvh = h / (c->H / c->HKV);
+    const int n_pos = c->tok_pos[t] + 1;
+    const uint32_t *blocks = c->entry_blocks[c->tok_entry[t]];
+    const float *qh = c->q + (size_t)t * c->q_dim + (size_t)h * D;
+    float *out = c->att + (size_t)t * c->q_dim + (size_t)h * D;
+
+    float m = -INFINITY;
+    for (int p0 = 0; p0 < n_pos; p0 += bs) {
+        const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
+        const void *kb = blk_k(c, blocks[p0 / bs], layer, kvh);
+        float *sc = scores + p0;
+        for (int i = 0; i < nb; i++) {
+            const float s_ = (c->kv_f16 ? dot_f16(qh, (const uint16_t *)kb + (size_t)i * D, D)
+                                        : dot_f32(qh, (const float *)kb + (size_t)i * D, D)) *
+                             c->attn_scale;
+            sc[i] = s_;
+            if (s_ > m) m = s_;
+        }
+    }
+    float sum = 0.0f;
+    for (int p = 0; p < n_pos; p++) {
+        const float e_ = expf(scores[p] - m);
+        scores[p] = e_;
+        sum += e_;
+    }
+    const float inv = 1.0f / sum;
+#if ENG_HAVE_F16C
+    if (D % 64 == 0) {
+        /* 64 output dims at a time in registers; per element the same sum in position
+         * order as the loop below (0, then + a * v for each position) */
+        for (int d0 = 0; d0 < D; d0 += 64) {
+            __m256 o[8];
+            for (int k = 0; k < 8; k++) o[k] = _mm256_setzero_ps();
+            for (int p0 = 0; p0 < n_pos; p0 += bs) {
+                const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
+                const void *vb = blk_v(c, blocks[p0 / bs], layer, kvh);
+                const float *sc = scores + p0;
+                for (int i = 0; i < nb; i++) {
+                    const __m256 a = _mm256_set1_ps(sc[i] * inv);
+                    if (c->kv_f16) {
+                        const uint16_t *v = (const uint16_t *)vb + (size_t)i * D + d0;
+                        for (int k = 0; k < 8; k++)
+                            o[k] = _mm256_add_ps(o[k], _mm256_mul_ps(a, load_f16x8(v + 8 * k)));
+                    } else {
+                        const float *v = (const float *)vb + (size_t)i * D + d0;
+                        for (int k = 0; k < 8; k++)
+                            o[k] = _mm256_add_ps(o[k], _mm256_mul_ps(a, _mm256_loadu_ps(v + 8 * k)));
+                    }
+                }
+            }
+            for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + d0 + 8 * k, o[k]);
+        }
+        return;
+    }
+#endif
+    for (int d = 0; d < D; d++) out[d] = 0.0f;
+    for (int p0 = 0; p0 < n_pos; p0 += bs) {
+        const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
+        const void *vb = blk_v(c, blocks[p0 / bs], layer, kvh);
+        const float *sc = scores + p0;
+        for (int i = 0; i < nb; i++) {
+            const float a = sc[i] * inv;
+            if (c->kv_f16)
+                axpy_f16(out, a, (const uint16_t *)vb + (size_t)i * D, D);
+            else
+                axpy_f32(out, a, (const float *)vb + (size_t)i * D, D);
+        }
+    }
 }
 
-/* Work items are (token, kv head): the K/V blocks are converted once for all the query heads
- * that share that kv head (GQA group). Per query head the arithmetic is fixed: scores in
- * position order, softmax (max, exp, sum in position order), then the weighted V sum in
- * position order. */
+/* Work items are (token, query head), claimed from an atomic counter, so one decoding
+ * sequence already gives every thread work. */
 static void attn_worker(void *arg, int ith, int nth)
 {
-    const attn_job *j = arg;
+    attn_job *j = arg;
     eng_ctx *c = j->c;
-    const int D = c->D, bs = c->bs, HKV = c->HKV;
-    const int group = c->H / c->HKV;
-    long i0, i1;
-    eng_split_range((long)j->nt * HKV, ith, nth, &i0, &i1);
-    float *scores = c->th_scores + (size_t)ith * c->th_scores_stride; /* group * n_ctx */
-    float *mx = scores + (size_t)group * (size_t)c->n_ctx;             /* group */
-    float *inv = mx + group;                                            /* group */
-    float *kbuf = c->th_kbuf + (size_t)ith * (size_t)bs * (size_t)D;
-    float *vbuf = c->th_vbuf + (size_t)ith * (size_t)bs * (size_t)D;
-
-    for (long it = i0; it < i1; it++) {
-        const int t = (int)(it / HKV), kvh = (int)(it % HKV);
-        const int e = c->tok_entry[t];
-        const int n_pos = c->tok_pos[t] + 1;
-        const uint32_t *blocks = c->entry_blocks[e];
-        const float *q0 = c->q + (size_t)t * c->q_dim + (size_t)kvh * group * D;
-        float *out0 = c->att + (size_t)t * c->q_dim + (size_t)kvh * group * D;
-
-        for (int g = 0; g < group; g++) mx[g] = -INFINITY;
-        for (int p0 = 0; p0 < n_pos; p0 += bs) {
-            const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
-            const float *kb = load_block(c, blk_k(c, blocks[p0 / bs], j->layer, kvh), kbuf, nb);
-            for (int g = 0; g < group; g++) {
-                const float *qh = q0 + (size_t)g * D;
-                float *sc = scores + (size_t)g * c->n_ctx + p0;
-                float m = mx[g];
-                for (int i = 0; i < nb; i++) {
-                    float s_ = dot_f32(qh, kb + (size_t)i * D, D) * c->attn_scale;
-                    sc[i] = s_;
-                    if (s_ > m) m = s_;
-                }
-                mx[g] = m;
-            }
-        }
-        for (int g = 0; g < group; g++) {
-            float *sc = scores + (size_t)g * c->n_ctx;
-            float sum = 0.0f;
-            for (int p = 0; p < n_pos; p++) {
-                float e_ = expf(sc[p] - mx[g]);
-                sc[p] = e_;
-                sum += e_;
-            }
-            inv[g] = 1.0f / sum;
-            float *out = out0 + (size_t)g * D;
-            for (int d = 0; d < D; d++) out[d] = 0.0f;
-        }
-        for (int p0 = 0; p0 < n_pos; p0 += bs) {
-            const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
-            const float *vb = load_block(c, blk_v(c, blocks[p0 / bs], j->layer, kvh), vbuf, nb);
-            for (int g = 0; g < group; g++) {
-                const float *sc = scores + (size_t)g * c->n_ctx + p0;
-                float *out = out0 + (size_t)g * D;
-                for (int i = 0; i < nb; i++) {
-                    const float a = sc[i] * inv[g];
-                    const float *vv = vb + (size_t)i * D;
-                    for (int d = 0; d < D; d++) out[d] += a * vv[d];
-                }
-            }
-        }
+    (void)nth;
+    float *scores = c->th_scores + (size_t)ith * c->th_scores_stride;
+    for (;;) {
+        const long it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (it >= j->n_items) break;
+        attn_head(c, j->layer, (int)(it / c->H), (int)(it % c->H), scores);
     }
 }
 
@@ -240,10 +602,10 @@ void eng_ctx_free(eng_ctx *c)
     if (!c) return;
     eng_pool_free(c->pool);
     free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att);
-    free(c->hb); free(c->hb2); free(c->gath); free(c->logit_buf);
+    free(c->hb); free(c->hb2); free(c->gath);
     free(c->inv_freq); free(c->rope_cs);
     free(c->tok_entry); free(c->tok_pos); free(c->entry_t0); free(c->entry_blocks);
-    free(c->th_scores); free(c->th_kbuf); free(c->th_vbuf);
+    free(c->th_scores);
     free(c);
 }
 
@@ -312,6 +674,12 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     c->attn_scale = 1.0f / sqrtf((float)c->D);
     c->bs = (int)kc.block_size;
     c->kv_f16 = kc.dtype == KV_F16;
+    c->rope_fused = !c->neox && c->D % 2 == 0 && c->RD % 2 == 0;
+    /* one chunk per thread: a kernel call costs a fixed amount (it quantizes the call's
+     * activations: with 128 tokens, 16-row chunks took 7x as long as whole-matrix calls),
+     * so more chunks cost more than they balance with today's kernels */
+    c->mm_chunks_per_thread = 1;
+    c->mm_min_units = 1;
 
     int rc = eng_pool_create(c->n_threads, &c->pool, err);
     if (rc) {
@@ -330,7 +698,6 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     rc = rc ? rc : checked_alloc((void **)&c->hb, R * (size_t)c->F, sizeof(float));
     rc = rc ? rc : checked_alloc((void **)&c->hb2, R * (size_t)c->F, sizeof(float));
     rc = rc ? rc : checked_alloc((void **)&c->gath, G * (size_t)c->E, sizeof(float));
-    rc = rc ? rc : checked_alloc((void **)&c->logit_buf, G * (size_t)c->V, sizeof(float));
     rc = rc ? rc : checked_alloc((void **)&c->inv_freq, (size_t)c->RD / 2 + 1, sizeof(float));
     rc = rc ? rc : checked_alloc((void **)&c->rope_cs, (size_t)c->max_tokens * (size_t)c->RD + 1,
                                  sizeof(float));
@@ -339,13 +706,8 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     rc = rc ? rc : checked_alloc((void **)&c->entry_t0, (size_t)c->max_seqs, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->entry_blocks, (size_t)c->max_seqs,
                                  sizeof(uint32_t *));
-    const size_t group = (size_t)(c->H / c->HKV);
-    c->th_scores_stride = group * (size_t)c->n_ctx + 2 * group;
+    c->th_scores_stride = (size_t)c->n_ctx;
     rc = rc ? rc : checked_alloc((void **)&c->th_scores, nth * c->th_scores_stride, sizeof(float));
-    rc = rc ? rc : checked_alloc((void **)&c->th_kbuf, nth * (size_t)c->bs * (size_t)c->D,
-                                 sizeof(float));
-    rc = rc ? rc : checked_alloc((void **)&c->th_vbuf, nth * (size_t)c->bs * (size_t)c->D,
-                                 sizeof(float));
     if (rc) {
         eng_ctx_free(c);
         return eng_error_set(err, rc, "engine context: cannot allocate scratch for %d tokens",
@@ -413,30 +775,6 @@ static int validate(eng_ctx *c, const eng_batch_entry *b, int n, int *ret_nt, in
     return 0;
 }
 
-static void write_kv(eng_ctx *c, int layer, int nt)
-{
-    const int D = c->D, bs = c->bs;
-    for (int t = 0; t < nt; t++) {
-        const uint32_t *blocks = c->entry_blocks[c->tok_entry[t]];
-        const int pos = c->tok_pos[t];
-        const uint32_t blk = blocks[pos / bs];
-        const size_t off = (size_t)(pos % bs) * (size_t)D;
-        for (int h = 0; h < c->HKV; h++) {
-            const float *ks = c->k + (size_t)t * c->kv_dim + (size_t)h * D;
-            const float *vs = c->v + (size_t)t * c->kv_dim + (size_t)h * D;
-            void *kd = blk_k(c, blk, layer, h);
-            void *vd = blk_v(c, blk, layer, h);
-            if (c->kv_f16) {
-                eng_f32_to_f16_row(ks, (uint16_t *)kd + off, (size_t)D);
-                eng_f32_to_f16_row(vs, (uint16_t *)vd + off, (size_t)D);
-            } else {
-                memcpy((float *)kd + off, ks, (size_t)D * sizeof(float));
-                memcpy((float *)vd + off, vs, (size_t)D * sizeof(float));
-            }
-        }
-    }
-}
-
 int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret_logits,
              eng_error *err)
 {
@@ -474,39 +812,56 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
         }
     }
 
+    /* Per layer: 5 pool runs. Q/K/V projections in one run (with RoPE and the K/V stores
+     * on the rows just computed), attention, the output projection (+ residual), gate and up
+     * together (+ SwiGLU), the down projection (+ residual). The RMSNorms run on this thread
+     * between them (they need whole rows). */
     for (int l = 0; l < c->L; l++) {
         const eng_layer *ly = &m->layers[l];
-        for (t = 0; t < nt; t++)
-            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, ly->attn_norm, E, c->rms_eps);
-        matmul(c, &ly->wq, c->xb, nt, c->q);
-        matmul(c, &ly->wk, c->xb, nt, c->k);
-        matmul(c, &ly->wv, c->xb, nt, c->v);
-        for (t = 0; t < nt; t++) {
-            const float *cs = c->rope_cs + (size_t)t * RD;
-            for (int h = 0; h < c->H; h++)
-                rope_head(c->q + (size_t)t * c->q_dim + (size_t)h * c->D, cs, RD, c->neox);
-            for (int h = 0; h < c->HKV; h++)
-                rope_head(c->k + (size_t)t * c->kv_dim + (size_t)h * c->D, cs, RD, c->neox);
+        rmsnorm_batch(c->xb, c->x, (size_t)E, ly->attn_norm, nt, E, c->rms_eps);
+        {
+            mm_run j = {.c = c, .nt = nt, .layer = l};
+            const bool f = c->rope_fused;
+            mm_add(&j, &ly->wq, NULL, c->xb, c->q, NULL, f ? POST_ROPE : POST_NONE);
+            mm_add(&j, &ly->wk, NULL, c->xb, c->k, NULL, f ? POST_ROPE_K : POST_NONE);
+            mm_add(&j, &ly->wv, NULL, c->xb, c->v, NULL, f ? POST_STORE_V : POST_NONE);
+            mm_exec(c, &j);
         }
-        write_kv(c, l, nt);
-        attn_job aj = {c, l, nt, batch};
-        if (attn_work * c->H * c->D * 2.0 < ENG_PAR_MIN_WORK || nt * c->HKV < 2)
-            attn_worker(&aj, 0, 1);
-        else
-            eng_pool_run(c->pool, attn_worker, &aj);
-        matmul(c, &ly->wo, c->att, nt, c->xb);
-        for (size_t i = 0; i < (size_t)nt * E; i++) c->x[i] += c->xb[i];
-
-        for (t = 0; t < nt; t++)
-            rmsnorm(c->xb + (size_t)t * E, c->x + (size_t)t * E, ly->ffn_norm, E, c->rms_eps);
-        matmul(c, &ly->w_gate, c->xb, nt, c->hb);
-        matmul(c, &ly->w_up, c->xb, nt, c->hb2);
-        for (size_t i = 0; i < (size_t)nt * c->F; i++) {
-            float g = c->hb[i];
-            c->hb[i] = g / (1.0f + expf(-g)) * c->hb2[i];
+        if (!c->rope_fused) {
+            for (t = 0; t < nt; t++) {
+                const float *cs = c->rope_cs + (size_t)t * RD;
+                for (int h = 0; h < c->H; h++)
+                    rope_head(c->q + (size_t)t * c->q_dim + (size_t)h * c->D, cs, RD, c->neox);
+                for (int h = 0; h < c->HKV; h++)
+                    rope_head(c->k + (size_t)t * c->kv_dim + (size_t)h * c->D, cs, RD, c->neox);
+            }
+            store_kv_range(c, l, false, c->k, nt, 0, (size_t)c->kv_dim);
+            store_kv_range(c, l, true, c->v, nt, 0, (size_t)c->kv_dim);
         }
-        matmul(c, &ly->w_down, c->hb, nt, c->xb);
-        for (size_t i = 0; i < (size_t)nt * E; i++) c->x[i] += c->xb[i];
+        {
+            attn_job aj = {.c = c, .layer = l, .nt = nt, .n_items = (long)nt * c->H};
+            atomic_init(&aj.next, 0);
+            if (attn_work * c->H * c->D * 2.0 < ENG_PAR_MIN_WORK || aj.n_items < 2)
+                attn_worker(&aj, 0, 1);
+            else
+                eng_pool_run(c->pool, attn_worker, &aj);
+        }
+        {
+            mm_run j = {.c = c, .nt = nt, .layer = l};
+            mm_add(&j, &ly->wo, NULL, c->att, c->xb, NULL, POST_ADD);
+            mm_exec(c, &j);
+        }
+        rmsnorm_batch(c->xb, c->x, (size_t)E, ly->ffn_norm, nt, E, c->rms_eps);
+        {
+            mm_run j = {.c = c, .nt = nt, .layer = l};
+            mm_add(&j, &ly->w_gate, &ly->w_up, c->xb, c->hb, c->hb2, POST_SWIGLU);
+            mm_exec(c, &j);
+        }
+        {
+            mm_run j = {.c = c, .nt = nt, .layer = l};
+            mm_add(&j, &ly->w_down, NULL, c->hb, c->xb, NULL, POST_ADD);
+            mm_exec(c, &j);
+        }
     }
 
     for (int e = 0; e < n_entries; e++) {
@@ -515,15 +870,21 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
     }
 
     if (nl > 0) {
-        int g = 0;
+        /* final norm of each wanted entry's last token, then the logits straight into
+         * ret_logits (nl rows of n_vocab) */
+        const float *xs[RMS_ROWS];
+        int g = 0, n = 0;
         for (int e = 0; e < n_entries; e++) {
             if (!batch[e].want_logits) continue;
-            int last = c->entry_t0[e] + batch[e].n_tokens - 1;
-            rmsnorm(c->gath + (size_t)g * E, c->x + (size_t)last * E, m->out_norm, E, c->rms_eps);
-            g++;
+            xs[n++] = c->x + (size_t)(c->entry_t0[e] + batch[e].n_tokens - 1) * E;
+            if (n == RMS_ROWS) {
+                rmsnorm_rows(c->gath + (size_t)g * E, (size_t)E, xs, m->out_norm, n, E, c->rms_eps);
+                g += n;
+                n = 0;
+            }
         }
-        matmul(c, &m->output, c->gath, nl, c->logit_buf);
-        memcpy(ret_logits, c->logit_buf, (size_t)nl * (size_t)c->V * sizeof(float));
+        if (n) rmsnorm_rows(c->gath + (size_t)g * E, (size_t)E, xs, m->out_norm, n, E, c->rms_eps);
+        matmul(c, &m->output, c->gath, nl, ret_logits);
     }
     return 0;
 }
