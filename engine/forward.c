@@ -57,6 +57,9 @@ struct eng_ctx {
     /* matmul runs: chunks per thread aimed at, and the smallest chunk (units of MM_UNIT rows) */
     long mm_chunks_per_thread;
     long mm_min_units;
+    /* a run's activations quantized once (eng_act_*), 64-byte aligned; NULL if no row
+     * length of the model can use it */
+    void *act;
 };
 
 /* ------------------------------------------------------------------ kv cache access */
@@ -306,6 +309,7 @@ typedef struct mm_seg {
     float *y, *y2;
     enum mm_post post;
     long units;
+    const void *act;   /* x quantized (eng_act_*), when w (and w2) can use it */
 } mm_seg;
 
 typedef struct mm_run {
@@ -321,10 +325,17 @@ static void mm_seg_rows(const mm_run *j, const mm_seg *s, size_t r0, size_t r1)
     eng_ctx *c = j->c;
     const eng_mat *w = s->w;
     const size_t rows = (size_t)w->rows, cols = (size_t)w->cols, nt = (size_t)j->nt;
-    eng_matmul_rows(w->type, w->data, w->row_bytes, cols, s->x, cols, nt, s->y, rows, r0, r1);
-    if (s->w2)
-        eng_matmul_rows(s->w2->type, s->w2->data, s->w2->row_bytes, cols, s->x, cols, nt, s->y2,
-                        rows, r0, r1);
+    if (s->act) {
+        eng_matmul_rows_act(w->type, w->data, w->row_bytes, cols, s->act, nt, s->y, rows, r0, r1);
+        if (s->w2)
+            eng_matmul_rows_act(s->w2->type, s->w2->data, s->w2->row_bytes, cols, s->act, nt,
+                                s->y2, rows, r0, r1);
+    } else {
+        eng_matmul_rows(w->type, w->data, w->row_bytes, cols, s->x, cols, nt, s->y, rows, r0, r1);
+        if (s->w2)
+            eng_matmul_rows(s->w2->type, s->w2->data, s->w2->row_bytes, cols, s->x, cols, nt,
+                            s->y2, rows, r0, r1);
+    }
     switch (s->post) {
     case POST_NONE:
         break;
@@ -377,12 +388,51 @@ static void mm_add(mm_run *j, const eng_mat *w, const eng_mat *w2, const float *
                    float *y2, enum mm_post post)
 {
     mm_seg *s = &j->seg[j->n_seg++];
-    *s = (mm_seg){w, w2, x, y, y2, post, (long)((w->rows + MM_UNIT - 1) / MM_UNIT)};
+    *s = (mm_seg){w, w2, x, y, y2, post, (long)((w->rows + MM_UNIT - 1) / MM_UNIT), NULL};
+}
+
+typedef struct act_job {
+    const float *x;
+    size_t n, nt;
+    void *act;
+} act_job;
+
+static void act_worker(void *arg, int ith, int nth)
+{
+    const act_job *a = arg;
+    long t0, t1;
+    eng_split_range((long)a->nt, ith, nth, &t0, &t1);
+    if (t0 < t1) eng_act_quantize(a->x, a->n, a->n, a->nt, (size_t)t0, (size_t)t1, a->act);
+}
+
+/* The segments whose weights use 8-bit activations share one quantization of their x (all
+ * segments of a run read the same x): done here once, instead of in every kernel call of
+ * every chunk. Same bits either way. */
+static void mm_quantize(eng_ctx *c, mm_run *j)
+{
+    if (!c->act) return;
+    const float *x = NULL;
+    size_t n = 0;
+    for (int si = 0; si < j->n_seg; si++) {
+        mm_seg *s = &j->seg[si];
+        const size_t cols = (size_t)s->w->cols;
+        if (!eng_act_supported(s->w->type, cols) || (s->w2 && !eng_act_supported(s->w2->type, cols)))
+            continue;
+        if (x && (s->x != x || cols != n)) continue;
+        x = s->x;
+        n = cols;
+        s->act = c->act;
+    }
+    if (!x) return;
+    act_job a = {x, n, (size_t)j->nt, c->act};
+    if (c->n_threads == 1 || (double)n * j->nt < ENG_PAR_MIN_WORK) act_worker(&a, 0, 1);
+    else eng_pool_run(c->pool, act_worker, &a);
 }
 
 /* Runs the segments added with mm_add; the run's work is done when this returns. */
 static void mm_exec(eng_ctx *c, mm_run *j)
 {
+    mm_quantize(c, j);
     double work = 0;
     for (int si = 0; si < j->n_seg; si++) {
         const mm_seg *s = &j->seg[si];
@@ -606,6 +656,7 @@ void eng_ctx_free(eng_ctx *c)
     free(c->inv_freq); free(c->rope_cs);
     free(c->tok_entry); free(c->tok_pos); free(c->entry_t0); free(c->entry_blocks);
     free(c->th_scores);
+    free(c->act);
     free(c);
 }
 
@@ -675,11 +726,11 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     c->bs = (int)kc.block_size;
     c->kv_f16 = kc.dtype == KV_F16;
     c->rope_fused = !c->neox && c->D % 2 == 0 && c->RD % 2 == 0;
-    /* one chunk per thread: a kernel call costs a fixed amount (it quantizes the call's
-     * activations: with 128 tokens, 16-row chunks took 7x as long as whole-matrix calls),
-     * so more chunks cost more than they balance with today's kernels */
-    c->mm_chunks_per_thread = 1;
-    c->mm_min_units = 1;
+    /* several chunks per thread, claimed as threads come free, so a late or slow thread
+     * holds nobody up; the activations are quantized once per run (mm_quantize), so a chunk
+     * costs little more than its rows */
+    c->mm_chunks_per_thread = 4;
+    c->mm_min_units = 2;
 
     int rc = eng_pool_create(c->n_threads, &c->pool, err);
     if (rc) {
@@ -706,6 +757,18 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     rc = rc ? rc : checked_alloc((void **)&c->entry_t0, (size_t)c->max_seqs, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->entry_blocks, (size_t)c->max_seqs,
                                  sizeof(uint32_t *));
+    {
+        size_t ab = 0;
+        const int ns[3] = {c->E, c->q_dim, c->F};
+        for (int i = 0; i < 3; i++) {
+            size_t b = eng_act_bytes((size_t)ns[i], R);
+            if (b > ab) ab = b;
+        }
+        if (ab > 0 && posix_memalign(&c->act, 64, ab) != 0) {
+            c->act = NULL;
+            rc = -ENOMEM;
+        }
+    }
     c->th_scores_stride = (size_t)c->n_ctx;
     rc = rc ? rc : checked_alloc((void **)&c->th_scores, nth * c->th_scores_stride, sizeof(float));
     if (rc) {
