@@ -528,6 +528,27 @@ static inline float dot_f16(const float *a, const uint16_t *b, int n)
     return s;
 }
 
+#if ENG_HAVE_F16C
+/* dot_f16 of a with 4 keys (n apart, n % 8 == 0) at once: 4 independent chains, each with
+ * dot_f16's lanes, operations and tree */
+static inline void dot_f16x4(const float *a, const uint16_t *b, int n, float *out)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    const uint16_t *b1 = b + n, *b2 = b1 + n, *b3 = b2 + n;
+    for (int i = 0; i + 8 <= n; i += 8) {
+        const __m256 av = _mm256_loadu_ps(a + i);
+        s0 = _mm256_add_ps(s0, _mm256_mul_ps(av, load_f16x8(b + i)));
+        s1 = _mm256_add_ps(s1, _mm256_mul_ps(av, load_f16x8(b1 + i)));
+        s2 = _mm256_add_ps(s2, _mm256_mul_ps(av, load_f16x8(b2 + i)));
+        s3 = _mm256_add_ps(s3, _mm256_mul_ps(av, load_f16x8(b3 + i)));
+    }
+    out[0] = lane_tree_v(s0);
+    out[1] = lane_tree_v(s1);
+    out[2] = lane_tree_v(s2);
+    out[3] = lane_tree_v(s3);
+}
+#endif
+
 /* out[d] += a * v[d], d < n (a multiply then an add per element) */
 static inline void axpy_f16(float *out, float a, const uint16_t *v, int n)
 {
@@ -564,7 +585,17 @@ static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
         const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
         const void *kb = blk_k(c, blocks[p0 / bs], layer, kvh);
         float *sc = scores + p0;
-        for (int i = 0; i < nb; i++) {
+        int i = 0;
+#if ENG_HAVE_F16C
+        if (c->kv_f16 && D % 8 == 0)
+            for (; i + 4 <= nb; i += 4) /* 4 keys side by side: dot_f16's operations each */
+                dot_f16x4(qh, (const uint16_t *)kb + (size_t)i * D, D, sc + i);
+        for (int u = 0; u < i; u++) {
+            sc[u] *= c->attn_scale;
+            if (sc[u] > m) m = sc[u];
+        }
+#endif
+        for (; i < nb; i++) {
             const float s_ = (c->kv_f16 ? dot_f16(qh, (const uint16_t *)kb + (size_t)i * D, D)
                                         : dot_f32(qh, (const float *)kb + (size_t)i * D, D)) *
                              c->attn_scale;
