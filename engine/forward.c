@@ -757,11 +757,12 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     c->bs = (int)kc.block_size;
     c->kv_f16 = kc.dtype == KV_F16;
     c->rope_fused = !c->neox && c->D % 2 == 0 && c->RD % 2 == 0;
-    /* several chunks per thread, claimed as threads come free, so a late or slow thread
-     * holds nobody up; the activations are quantized once per run (mm_quantize), so a chunk
-     * costs little more than its rows */
-    c->mm_chunks_per_thread = 4;
-    c->mm_min_units = 2;
+    /* one chunk per thread, claimed from a counter (a late thread takes the other's). With
+     * the activations quantized once per run (mm_quantize) more chunks were measured too:
+     * 4 per thread lost 10-20% (SmolLM2-135M Q8_0, 2 threads: each thread's rows are no
+     * longer one stream that its prefetches follow) */
+    c->mm_chunks_per_thread = 1;
+    c->mm_min_units = 1;
 
     int rc = eng_pool_create(c->n_threads, &c->pool, err);
     if (rc) {
