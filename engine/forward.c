@@ -549,6 +549,17 @@ static inline void dot_f16x4(const float *a, const uint16_t *b, int n, float *ou
 }
 #endif
 
+/* prefetch (to L2) the cache lines of [p, p + bytes) */
+static inline void prefetch_rows(const void *p, size_t bytes)
+{
+#if defined(__SSE__)
+    for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 /* out[d] += a * v[d], d < n (a multiply then an add per element) */
 static inline void axpy_f16(float *out, float a, const uint16_t *v, int n)
 {
@@ -581,9 +592,16 @@ static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
     float *out = c->att + (size_t)t * c->q_dim + (size_t)h * D;
 
     float m = -INFINITY;
+    const size_t esz = c->kv_f16 ? 2 : 4;
     for (int p0 = 0; p0 < n_pos; p0 += bs) {
         const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
         const void *kb = blk_k(c, blocks[p0 / bs], layer, kvh);
+        /* the blocks are scattered in the arena, so no hardware prefetcher follows them:
+         * fetch the next block's keys and this block's values (read after the softmax) */
+        if (p0 + bs < n_pos)
+            prefetch_rows(blk_k(c, blocks[p0 / bs + 1], layer, kvh),
+                          (size_t)(n_pos - p0 - bs < bs ? n_pos - p0 - bs : bs) * (size_t)D * esz);
+        prefetch_rows(blk_v(c, blocks[p0 / bs], layer, kvh), (size_t)nb * (size_t)D * esz);
         float *sc = scores + p0;
         int i = 0;
 #if ENG_HAVE_F16C
