@@ -250,19 +250,20 @@ static void row_scales(uint32_t type, const uint8_t *row, size_t kb0, size_t nbc
     switch (type) {
     case ENG_TYPE_Q4_K:
         for (size_t i = 0; i < nbc; i += 8) {
-            const uint8_t *sb = row + 144 * ((kb0 + i) / 8), *s = sb + 4;
+            const uint8_t *sb = row + 144 * ((kb0 + i) / 8);
             const float d = qi_f16(sb), dmin = qi_f16(sb + 2);
+            /* the 12 bytes of 6-bit scales and mins, four at a time (byte j of each word):
+             * sc0-3 = s0-3 & 63, mn0-3 = s4-7 & 63,
+             * sc4-7 = (s8-11 & 15) | (s0-3 >> 6) << 4, mn4-7 = (s8-11 >> 4) | (s4-7 >> 6) << 4 */
+            const uint32_t u0 = qi_rd32(sb + 4), u1 = qi_rd32(sb + 8), u2 = qi_rd32(sb + 12);
+            const uint32_t w[4] = {u0 & 0x3F3F3F3Fu, u1 & 0x3F3F3F3Fu,
+                                   (u2 & 0x0F0F0F0Fu) | ((u0 >> 2) & 0x30303030u),
+                                   ((u2 >> 4) & 0x0F0F0F0Fu) | ((u1 >> 2) & 0x30303030u)};
             for (size_t j = 0; j < 8; j++) {
-                int sc, mn;
-                if (j < 4) {
-                    sc = s[j] & 63;
-                    mn = s[j + 4] & 63;
-                } else {
-                    sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-                    mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-                }
-                a[(i + j) * stride] = d * (float)sc;
-                e[(i + j) * stride] = dmin * (float)mn;
+                const uint32_t ws = w[j < 4 ? 0 : 2], wm = w[j < 4 ? 1 : 3];
+                const unsigned sh = 8 * (unsigned)(j % 4);
+                a[(i + j) * stride] = d * (float)((ws >> sh) & 0xFF);
+                e[(i + j) * stride] = dmin * (float)((wm >> sh) & 0xFF);
             }
         }
         break;
