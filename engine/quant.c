@@ -12,6 +12,8 @@
 
 #if defined(__AVX2__) || defined(__AVX512F__) || defined(__F16C__)
 #include <immintrin.h>
+#elif defined(__SSE__)
+#include <xmmintrin.h>
 #endif
 
 /* ---- type table */
@@ -406,6 +408,16 @@ void eng_matmul_rows_f32act(uint32_t type, const void *w, size_t row_bytes, size
             for (size_t k0 = 0; k0 < n; k0 += KC) {
                 const size_t kn = n - k0 < KC ? n - k0 : KC;
                 const float *wp[RB];
+#if defined(__SSE__)
+                /* the next row group's part of this chunk, to L2 (decode streams the whole
+                 * matrix from memory once) */
+                if (t0 == 0 && rg + 2 * RB <= r1)
+                    for (int i = 0; i < RB; i++) {
+                        const uint8_t *pr = rows[0] + (size_t)(RB + i) * row_bytes + (k0 / be) * bb;
+                        for (size_t o = 0; o < kn / be * bb; o += 64)
+                            _mm_prefetch((const char *)(pr + o), _MM_HINT_T2);
+                    }
+#endif
                 for (int i = 0; i < nr; i++) {
                     if (type == ENG_TYPE_F32 && ((uintptr_t)rows[i] & 3) == 0) {
                         wp[i] = (const float *)(const void *)(rows[i] + k0 * sizeof(float));
