@@ -120,12 +120,19 @@ static inline int corr_slot(uint32_t type)
     return type == ENG_TYPE_Q8_0 ? 0 : type == ENG_TYPE_Q4_0 ? 1 : 2;
 }
 
+/* one token's share of the thread's buffer: its bytes plus the alignment of the 4 arrays */
+static size_t tok_share(size_t n) { return tok_bytes(n) + 4 * 64; }
+
+/* a row length the 8-bit-activation kernels take (at least one token fits the buffer, so
+ * eng_matmul_rows and eng_act_* agree on which calls use them) */
+static bool n_ok(size_t n) { return n % 32 == 0 && n > 0 && tok_share(n) <= QQ_BUF; }
+
 bool qq_supported(uint32_t type, size_t n)
 {
     if (type != ENG_TYPE_Q8_0 && type != ENG_TYPE_Q4_0 && type != ENG_TYPE_Q4_K &&
         type != ENG_TYPE_Q6_K)
         return false;
-    return n % 32 == 0 && n > 0 && tok_bytes(n) + 4 * 64 <= QQ_BUF;
+    return n_ok(n);
 }
 
 /* the activation scale as llama.cpp keeps it (binary16), where that is a normal half */
@@ -959,7 +966,7 @@ static void run_group(uint32_t type, const void *w, size_t row_bytes, size_t n, 
 void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, const float *x,
                     size_t ldx, size_t nt, float *y, size_t ldy, size_t r0, size_t r1)
 {
-    size_t tg = QQ_BUF / (tok_bytes(n) + 4 * 64);
+    size_t tg = QQ_BUF / tok_share(n);
     if (tg > QQ_TG) tg = QQ_TG;
     for (size_t t0 = 0; t0 < nt; t0 += tg) {
         const size_t ntg = nt - t0 < tg ? nt - t0 : tg;
@@ -973,7 +980,7 @@ void qq_matmul_rows(uint32_t type, const void *w, size_t row_bytes, size_t n, co
 size_t qq_act_bytes(size_t n, size_t nt)
 {
     act_layout L = {0, 0, 0, 0};
-    if (n == 0 || n % 32 != 0 || tok_bytes(n) + 4 * 64 > QQ_BUF || !act_layout_of(n, nt, &L))
+    if (!n_ok(n) || !act_layout_of(n, nt, &L))
         return 0;
     return L.total;
 }
