@@ -54,9 +54,6 @@ struct eng_ctx {
     float *th_scores;   /* n_threads * th_scores_stride */
     size_t th_scores_stride; /* n_ctx */
 
-    /* matmul runs: chunks per thread aimed at, and the smallest chunk (units of MM_UNIT rows) */
-    long mm_chunks_per_thread;
-    long mm_min_units;
     /* a run's activations quantized once (eng_act_*), 64-byte aligned; NULL if no row
      * length of the model can use it */
     void *act;
@@ -291,6 +288,13 @@ static void store_kv_range(eng_ctx *c, int layer, bool is_v, const float *src, i
  * rows, a chunk applies its segment's elementwise post-op to the same rows. */
 
 #define MM_UNIT 16
+/* chunks per thread aimed at, and the smallest chunk (in units). One chunk per thread,
+ * claimed from a counter (a late thread takes the other's). With the activations quantized
+ * once per run (mm_quantize) more chunks were measured too: 4 per thread lost 10-20%
+ * (SmolLM2-135M Q8_0, 2 threads: each thread's rows are no longer one stream that its
+ * prefetches follow) */
+#define MM_CHUNKS_PER_THREAD 1
+#define MM_MIN_UNITS 1
 #define MM_MAX_SEG 3
 
 enum mm_post {
@@ -446,13 +450,13 @@ static void mm_exec(eng_ctx *c, mm_run *j)
         mm_worker(j, 0, 1);
         return;
     }
-    /* chunks: mm_chunks_per_thread per thread, fewer when the largest segment would give
-     * chunks under mm_min_units units */
+    /* chunks: MM_CHUNKS_PER_THREAD per thread, fewer when the largest segment would give
+     * chunks under MM_MIN_UNITS units */
     long max_units = 0;
     for (int si = 0; si < j->n_seg; si++)
         if (j->seg[si].units > max_units) max_units = j->seg[si].units;
-    long nc = (long)c->n_threads * c->mm_chunks_per_thread;
-    if (nc > max_units / c->mm_min_units) nc = max_units / c->mm_min_units;
+    long nc = (long)c->n_threads * MM_CHUNKS_PER_THREAD;
+    if (nc > max_units / MM_MIN_UNITS) nc = max_units / MM_MIN_UNITS;
     j->n_chunks = nc < 1 ? 1 : nc;
     eng_pool_run(c->pool, mm_worker, j);
 }
@@ -775,12 +779,6 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     c->bs = (int)kc.block_size;
     c->kv_f16 = kc.dtype == KV_F16;
     c->rope_fused = !c->neox && c->D % 2 == 0 && c->RD % 2 == 0;
-    /* one chunk per thread, claimed from a counter (a late thread takes the other's). With
-     * the activations quantized once per run (mm_quantize) more chunks were measured too:
-     * 4 per thread lost 10-20% (SmolLM2-135M Q8_0, 2 threads: each thread's rows are no
-     * longer one stream that its prefetches follow) */
-    c->mm_chunks_per_thread = 1;
-    c->mm_min_units = 1;
 
     int rc = eng_pool_create(c->n_threads, &c->pool, err);
     if (rc) {
