@@ -424,7 +424,7 @@ int engine_backend_create(const srv_config *cfg, engine_backend **ret, char *err
             .n_head_kv = hp->n_head_kv,
             .head_dim = hp->head_dim,
             .block_size = (uint32_t)cfg->block_size,
-            .dtype = KV_F32,
+            .dtype = cfg->kv_f32 ? KV_F32 : KV_F16,
             .budget_bytes = budget,
             .salt = (uint64_t)i * 0x9E3779B97F4A7C15ull + 1,
             .max_seqs = (uint32_t)cfg->max_seqs,

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum key_type { K_INT, K_STR, K_MODEL, K_LEVEL, K_UIDS, K_GIDS };
+enum key_type { K_INT, K_STR, K_MODEL, K_LEVEL, K_KVTYPE, K_UIDS, K_GIDS };
 
 typedef struct key_def {
     const char *name;
@@ -33,6 +33,7 @@ static const key_def keys[] = {
     {"threads", K_INT, OFF(threads), 0, 1024, "N", "compute threads (0: one per CPU)"},
     {"kv-cache-mib", K_INT, OFF(kv_cache_mib), 1, 1048576, "N", "KV cache size in MiB"},
     {"block-size", K_INT, OFF(block_size), 1, 1024, "N", "tokens per KV block"},
+    {"kv-type", K_KVTYPE, OFF(kv_f32), 0, 0, "TYPE", "KV cache element type: f16 (default) or f32"},
     {"max-seqs", K_INT, OFF(max_seqs), 1, 4096, "N", "most sequences running at once"},
     {"max-batch-tokens", K_INT, OFF(max_batch_tokens), 1, 65536, "N", "token budget of one step"},
     {"max-queue", K_INT, OFF(max_queue), 1, 1000000, "N", "most jobs waiting (beyond: overloaded)"},
@@ -249,6 +250,11 @@ int srv_config_set(srv_config *cfg, const char *key, const char *value, char *er
         cfg->log_level = l;
         return 0;
     }
+    case K_KVTYPE:
+        if (strcmp(value, "f16") == 0) cfg->kv_f32 = false;
+        else if (strcmp(value, "f32") == 0) cfg->kv_f32 = true;
+        else return errf(err, errlen, "kv-type: '%s' is not one of f16, f32", value);
+        return 0;
     case K_UIDS: {
         unsigned ids[SRV_MAX_IDS];
         int n;

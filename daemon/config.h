@@ -5,6 +5,7 @@
 #ifndef LLAMAD_CONFIG_H
 #define LLAMAD_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ typedef struct srv_config {
     int threads; /* 0: one per online CPU */
     int kv_cache_mib;
     int block_size;
+    bool kv_f32; /* KV cache elements: f32 instead of the default f16 */
     int max_seqs;
     int max_batch_tokens;
     int max_queue;

@@ -919,10 +919,11 @@ static void on_signal(uv_signal_t *h, int signum)
         /* changes that need a restart */
         if (strcmp(nc.socket_path ? nc.socket_path : SRV_DEFAULT_SOCKET, s->cfg->socket_path) != 0 ||
             nc.n_models != s->cfg->n_models || nc.kv_cache_mib != s->cfg->kv_cache_mib ||
-            nc.block_size != s->cfg->block_size || nc.max_seqs != s->cfg->max_seqs ||
-            nc.max_batch_tokens != s->cfg->max_batch_tokens || nc.threads != s->cfg->threads)
-            srv_log_warn("SIGHUP: socket, model, threads, kv-cache-mib, block-size, max-seqs and max-batch-tokens "
-                         "changes need a restart; they are ignored");
+            nc.block_size != s->cfg->block_size || nc.kv_f32 != s->cfg->kv_f32 ||
+            nc.max_seqs != s->cfg->max_seqs || nc.max_batch_tokens != s->cfg->max_batch_tokens ||
+            nc.threads != s->cfg->threads)
+            srv_log_warn("SIGHUP: socket, model, threads, kv-cache-mib, block-size, kv-type, max-seqs and "
+                         "max-batch-tokens changes need a restart; they are ignored");
         if ((nc.log_file == NULL) != (s->cfg->log_file == NULL) ||
             (nc.log_file && strcmp(nc.log_file, s->cfg->log_file) != 0)) {
             if (srv_log_open(nc.log_level, nc.log_file) != 0) srv_log_error("SIGHUP: cannot open the new log file");

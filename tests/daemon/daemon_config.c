@@ -51,6 +51,7 @@ static void test_defaults(void)
     srv_config_init(&cfg);
     CHECK_EQ_INT(cfg.kv_cache_mib, 256);
     CHECK_EQ_INT(cfg.block_size, 16);
+    CHECK(!cfg.kv_f32); /* f16 by default */
     CHECK_EQ_INT(cfg.max_frame_bytes, 1 << 20);
     CHECK_EQ_INT(cfg.timeout_s, 600);
     CHECK_EQ_INT(cfg.n_models, 0);
@@ -73,6 +74,7 @@ static void test_every_key(void)
                                   "threads = 3\n"
                                   "kv-cache-mib = 512\n"
                                   "block-size = 32\n"
+                                  "kv-type = f32\n"
                                   "max-seqs = 8\n"
                                   "max-batch-tokens = 1024\n"
                                   "max-queue = 9\n"
@@ -106,6 +108,7 @@ static void test_every_key(void)
     CHECK_EQ_INT(cfg.threads, 3);
     CHECK_EQ_INT(cfg.kv_cache_mib, 512);
     CHECK_EQ_INT(cfg.block_size, 32);
+    CHECK(cfg.kv_f32);
     CHECK_EQ_INT(cfg.max_seqs, 8);
     CHECK_EQ_INT(cfg.max_batch_tokens, 1024);
     CHECK_EQ_INT(cfg.max_queue, 9);
@@ -128,8 +131,8 @@ static void test_every_key(void)
 
     /* the same keys as flags, over the file */
     const char *args2[] = {"--config", file, "--socket", "/tmp/y.sock", "--model", "a=/a.gguf",
-                           "--threads", "1", "--kv-cache-mib=64", "--block-size", "8", "--max-seqs", "4",
-                           "--max-batch-tokens", "64", "--max-queue", "2", "--max-connections", "3",
+                           "--threads", "1", "--kv-cache-mib=64", "--block-size", "8", "--kv-type", "f16",
+                           "--max-seqs", "4", "--max-batch-tokens", "64", "--max-queue", "2", "--max-connections", "3",
                            "--max-frame-bytes", "4096", "--max-prompt-tokens", "50", "--max-tokens", "9",
                            "--max-requests-per-connection", "1", "--timeout-s", "30", "--grace-s", "0",
                            "--log-level", "warn", "--models-dir", "/d", "--socket-group", "0",
@@ -141,6 +144,7 @@ static void test_every_key(void)
     CHECK_EQ_INT(cfg.threads, 1);
     CHECK_EQ_INT(cfg.kv_cache_mib, 64);
     CHECK_EQ_INT(cfg.block_size, 8);
+    CHECK(!cfg.kv_f32); /* the flag wins over the file */
     CHECK_EQ_INT(cfg.max_seqs, 4);
     CHECK_EQ_INT(cfg.max_batch_tokens, 64);
     CHECK_EQ_INT(cfg.max_queue, 2);
@@ -248,6 +252,8 @@ static void test_flag_errors(void)
     expect_error(a11, "--model: bad name");
     const char *a12[] = {"--block-size", "2000", NULL};
     expect_error(a12, "--block-size: 2000 is out of range (1..1024)");
+    const char *a12b[] = {"--kv-type", "q8", NULL};
+    expect_error(a12b, "--kv-type: 'q8' is not one of f16, f32");
 
     /* whole-config checks */
     srv_config cfg;

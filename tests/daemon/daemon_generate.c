@@ -274,6 +274,28 @@ static void compare(const dh_result *a, const dh_result *b, int n)
 
 static dh_result alone[16], together[16];
 
+/* --kv-type f32: the same 200 greedy tokens as with the default f16 K/V */
+static void test_kv_f32(void)
+{
+    dh_daemon d;
+    const char *extra[] = {"--kv-cache-mib", "8", "--kv-type", "f32", NULL};
+    start(&d, "kvf32.sock", extra);
+    dh_conn c;
+    dh_connect(&c, d.sock);
+    uint32_t bos[] = {1};
+    json_t *v = tu_load_json("testvectors/stories260K_greedy.json");
+    dh_gen g = {.model = "tiny", .ids = bos, .n_ids = 1, .max_tokens = 200, .has_temperature = true};
+    dh_send_generate(&c, 1, &g);
+    dh_result r = {.rid = 1};
+    dh_collect(&c, &r, 1);
+    CHECK_EQ_INT(r.error, 0);
+    CHECK_EQ_INT(r.n_ids, 200);
+    check_ids(&r, json_object_get(v, "generated_ids"), 200);
+    json_decref(v);
+    dh_close(&c);
+    CHECK_EQ_INT(dh_stop(&d), 0);
+}
+
 static void test_concurrent(void)
 {
     dh_daemon d;
@@ -288,10 +310,10 @@ static void test_concurrent(void)
 static void test_preemption(void)
 {
     /* 16 sequences of up to 3 + 150 tokens: about 160 blocks of 16 tokens are needed, the cache
-     * has 51 (1 MiB at 1280 bytes per token for stories260K, halved between the two models:
-     * 25). They must still all complete, each with exactly the tokens it makes alone. */
+     * has 51 (1 MiB halved between the two models, at 640 bytes per token for stories260K with
+     * f16 K/V). They must still all complete, each with exactly the tokens it makes alone. */
     dh_daemon d;
-    const char *extra[] = {"--kv-cache-mib", "2", "--max-seqs", "16", NULL};
+    const char *extra[] = {"--kv-cache-mib", "1", "--max-seqs", "16", NULL};
     start(&d, "preempt.sock", extra);
     run_alone(d.sock, 16, 150, alone);
     run_together(d.sock, 16, 150, together);
@@ -466,6 +488,7 @@ int main(int argc, char **argv)
     snprintf(m260, sizeof m260, "%s", tu_shared("models/stories260K.gguf"));
     snprintf(m656, sizeof m656, "%s", tu_shared("models/TinyStories-656K-Q8_0.gguf"));
     test_greedy_vectors();
+    test_kv_f32();
     test_concurrent();
     test_preemption();
     test_cancel_disconnect_overload();

@@ -194,8 +194,8 @@ static void test_conc(int n)
 
 static void test_kvx(int n)
 {
-    /* 1 MiB of cache at 1280 bytes per token (stories260K) is 819 tokens, 51 blocks of 16; a
-     * sequence here is 250 prompt + up to 24 generated tokens (18 blocks): about 3 fit. */
+    /* 1 MiB of cache at 640 bytes per token (stories260K, f16 K/V) is 1638 tokens, 102 blocks
+     * of 16; a sequence here is 250 prompt + up to 24 generated tokens (18 blocks): about 5 fit. */
     char logpath[512];
     snprintf(logpath, sizeof logpath, "%s/kvx.log", tu_tmpdir());
     dh_daemon d;
