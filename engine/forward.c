@@ -212,7 +212,9 @@ static inline float exp_scalar(float x)
 #if defined(__AVX2__) && defined(__FMA__)
 static inline __m256 exp_avx2(__m256 x)
 {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    /* (the constant first: max and min return their second operand when one is NaN, so a
+     * NaN stays NaN, as in exp_scalar) */
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(EXP_LOG2E)),
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-EXP_LN2_HI), x);
@@ -583,8 +585,45 @@ typedef struct attn_job {
     _Alignas(64) atomic_long next;
 } attn_job;
 
-/* One query head of one token: scores in position order, softmax (max, exp and sum in
- * position order), then the weighted V sum in position order. K and V are read in place
+/* The softmax's numerators in place, scores[p] = e^(scores[p] - m), and their sum. With
+ * AVX2 and FMA: exp_avx2 (the SwiGLU's e^x, under 2^-23 relative error; a score 87 or more
+ * below the maximum gives e^-87 instead of a smaller number, against a sum of at least 1),
+ * summed in 8 lanes (lane j: positions p = j mod 8, in order) and then lane_tree_v. Else
+ * expf, summed in position order. Either way the result depends on n_pos and the scores
+ * only. */
+static float softmax_exp(float *scores, int n_pos, float m)
+{
+#if defined(__AVX2__) && defined(__FMA__) && ENG_HAVE_F16C
+    const __m256 mv = _mm256_set1_ps(m);
+    __m256 acc = _mm256_setzero_ps();
+    int p = 0;
+    for (; p + 8 <= n_pos; p += 8) {
+        const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(scores + p), mv));
+        _mm256_storeu_ps(scores + p, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    if (p < n_pos) { /* the last 1-7 positions in lanes 0..; the other lanes add +0 */
+        const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_pos - p),
+                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 x = _mm256_maskload_ps(scores + p, live);
+        const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(x, mv)), _mm256_castsi256_ps(live));
+        _mm256_maskstore_ps(scores + p, live, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    return lane_tree_v(acc);
+#else
+    float sum = 0.0f;
+    for (int p = 0; p < n_pos; p++) {
+        const float e_ = expf(scores[p] - m);
+        scores[p] = e_;
+        sum += e_;
+    }
+    return sum;
+#endif
+}
+
+/* One query head of one token: scores in position order, softmax (softmax_exp), then the
+ * weighted V sum in position order. K and V are read in place
  * from the cache blocks (f16 widened exactly on the fly). */
 static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
 {
@@ -625,13 +664,7 @@ static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
             if (s_ > m) m = s_;
         }
     }
-    float sum = 0.0f;
-    for (int p = 0; p < n_pos; p++) {
-        const float e_ = expf(scores[p] - m);
-        scores[p] = e_;
-        sum += e_;
-    }
-    const float inv = 1.0f / sum;
+    const float inv = 1.0f / softmax_exp(scores, n_pos, m);
 #if ENG_HAVE_F16C
     if (D % 64 == 0) {
         /* 64 output dims at a time in registers; per element the same sum in position
