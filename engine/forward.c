@@ -640,23 +640,30 @@ static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
         const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
         const void *kb = blk_k(c, blocks[p0 / bs], layer, kvh);
         /* the blocks are scattered in the arena, so no hardware prefetcher follows them:
-         * fetch the next block's keys and this block's values (read after the softmax) */
-        if (p0 + bs < n_pos)
-            prefetch_rows(blk_k(c, blocks[p0 / bs + 1], layer, kvh),
-                          (size_t)(n_pos - p0 - bs < bs ? n_pos - p0 - bs : bs) * (size_t)D * esz);
-        prefetch_rows(blk_v(c, blocks[p0 / bs], layer, kvh), (size_t)nb * (size_t)D * esz);
+         * with keys i.., fetch the same rows of the next block's keys and of this block's
+         * values (read after the softmax), a few lines per step rather than a burst that
+         * would wait for the line-fill buffers */
+        const int nbn = p0 + bs < n_pos ? (n_pos - p0 - bs < bs ? n_pos - p0 - bs : bs) : 0;
+        const char *kn = nbn ? (const char *)blk_k(c, blocks[p0 / bs + 1], layer, kvh) : NULL;
+        const char *vc = (const char *)blk_v(c, blocks[p0 / bs], layer, kvh);
+        const size_t row = (size_t)D * esz;
         float *sc = scores + p0;
         int i = 0;
 #if ENG_HAVE_F16C
         if (c->kv_f16 && D % 8 == 0)
-            for (; i + 4 <= nb; i += 4) /* 4 keys side by side: dot_f16's operations each */
+            for (; i + 4 <= nb; i += 4) { /* 4 keys side by side: dot_f16's operations each */
+                if (i < nbn) prefetch_rows(kn + (size_t)i * row, (size_t)(nbn - i < 4 ? nbn - i : 4) * row);
+                prefetch_rows(vc + (size_t)i * row, 4 * row);
                 dot_f16x4(qh, (const uint16_t *)kb + (size_t)i * D, D, sc + i);
+            }
         for (int u = 0; u < i; u++) {
             sc[u] *= c->attn_scale;
             if (sc[u] > m) m = sc[u];
         }
 #endif
         for (; i < nb; i++) {
+            if (i < nbn) prefetch_rows(kn + (size_t)i * row, row);
+            prefetch_rows(vc + (size_t)i * row, row);
             const float s_ = (c->kv_f16 ? dot_f16(qh, (const uint16_t *)kb + (size_t)i * D, D)
                                         : dot_f32(qh, (const float *)kb + (size_t)i * D, D)) *
                              c->attn_scale;
