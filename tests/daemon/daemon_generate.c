@@ -40,6 +40,22 @@ static void check_ids(const dh_result *r, json_t *expect, int n)
     }
 }
 
+/* stories260K: 200 greedy tokens from BOS, request 1 on c, checked against the reference
+ * ids; returns the vectors (the caller frees them) */
+static json_t *greedy_260k(dh_conn *c, dh_result *r)
+{
+    uint32_t bos[] = {1};
+    json_t *v = tu_load_json("testvectors/stories260K_greedy.json");
+    dh_gen g = {.model = "tiny", .ids = bos, .n_ids = 1, .max_tokens = 200, .has_temperature = true};
+    dh_send_generate(c, 1, &g);
+    *r = (dh_result){.rid = 1};
+    dh_collect(c, r, 1);
+    CHECK_EQ_INT(r->error, 0);
+    CHECK_EQ_INT(r->n_ids, 200);
+    check_ids(r, json_object_get(v, "generated_ids"), 200);
+    return v;
+}
+
 static void test_greedy_vectors(void)
 {
     dh_daemon d;
@@ -49,20 +65,13 @@ static void test_greedy_vectors(void)
     dh_connect(&c, d.sock);
     uint32_t bos[] = {1};
 
-    /* stories260K: 200 greedy tokens from BOS */
-    json_t *v = tu_load_json("testvectors/stories260K_greedy.json");
+    dh_result r;
+    json_t *v = greedy_260k(&c, &r);
     json_t *ids = json_object_get(v, "generated_ids");
-    dh_gen g = {.model = "tiny", .ids = bos, .n_ids = 1, .max_tokens = 200, .has_temperature = true};
-    dh_send_generate(&c, 1, &g);
-    dh_result r = {.rid = 1};
-    dh_collect(&c, &r, 1);
-    CHECK_EQ_INT(r.error, 0);
-    CHECK_EQ_INT(r.n_ids, 200);
     CHECK_EQ_INT(r.finish, FR(LENGTH));
     CHECK_EQ_INT(r.last_done.prompt_tokens, 1);
     CHECK_EQ_INT(r.last_done.generated_tokens, 200);
     CHECK(r.last_done.total_us >= r.last_done.time_to_first_token_us);
-    check_ids(&r, ids, 200);
     /* the streamed text is llama2.c's output (which drops the first piece's leading space) */
     const char *want = json_string_value(json_object_get(v, "expected_stdout"));
     CHECK(r.text_len > 0 && r.text[0] == ' ');
@@ -282,16 +291,8 @@ static void test_kv_f32(void)
     start(&d, "kvf32.sock", extra);
     dh_conn c;
     dh_connect(&c, d.sock);
-    uint32_t bos[] = {1};
-    json_t *v = tu_load_json("testvectors/stories260K_greedy.json");
-    dh_gen g = {.model = "tiny", .ids = bos, .n_ids = 1, .max_tokens = 200, .has_temperature = true};
-    dh_send_generate(&c, 1, &g);
-    dh_result r = {.rid = 1};
-    dh_collect(&c, &r, 1);
-    CHECK_EQ_INT(r.error, 0);
-    CHECK_EQ_INT(r.n_ids, 200);
-    check_ids(&r, json_object_get(v, "generated_ids"), 200);
-    json_decref(v);
+    static dh_result r;
+    json_decref(greedy_260k(&c, &r));
     dh_close(&c);
     CHECK_EQ_INT(dh_stop(&d), 0);
 }
