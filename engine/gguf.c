@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +252,31 @@ static bool str_eq(gguf_str a, const char *p, uint64_t len)
     return a.len == len && memcmp(a.ptr, p, (size_t)len) == 0;
 }
 
+/* The open-addressing tables (kv_hash, t_hash): slots hold an entry index + 1, 0 = empty;
+ * cap is a power of two; the string of entry i is the gguf_str at byte str_off of
+ * entries[i] (esz bytes each). Looks up (p, len): returns the entry index + 1, or 0 with
+ * *ret_slot the empty slot where it would go. */
+static uint32_t table_probe(const uint32_t *slots, size_t cap, const void *entries, size_t esz,
+                            size_t str_off, const char *p, uint64_t len, size_t *ret_slot)
+{
+    const size_t mask = cap - 1;
+    size_t h = (size_t)hash_bytes(p, len) & mask;
+    while (slots[h] != 0) {
+        const gguf_str *e = (const gguf_str *)(const void *)((const char *)entries +
+                                                              (size_t)(slots[h] - 1) * esz + str_off);
+        if (str_eq(*e, p, len)) return slots[h];
+        h = (h + 1) & mask;
+    }
+    if (ret_slot != NULL) *ret_slot = h;
+    return 0;
+}
+
+#define KV_PROBE(f, p, len, slot) \
+    table_probe((f)->kv_hash, (f)->kv_hash_cap, (f)->kv, sizeof *(f)->kv, offsetof(gguf_kv, key), p, len, slot)
+#define TENSOR_PROBE(f, p, len, slot)                                                             \
+    table_probe((f)->t_hash, (f)->t_hash_cap, (f)->tensors, sizeof *(f)->tensors,                \
+                offsetof(gguf_tensor, name), p, len, slot)
+
 /* ------------------------------------------------------------------ open */
 
 static int set_oom(eng_error *err, const char *what)
@@ -322,16 +348,11 @@ static int parse(gguf_file *f, eng_error *err)
         if ((rc = parse_value(&c, vtype, &kv->val, kv->key, 0))) return rc;
 
         /* unique keys */
-        size_t mask = f->kv_hash_cap - 1;
-        size_t h = (size_t)hash_bytes(kv->key.ptr, kv->key.len) & mask;
-        while (f->kv_hash[h] != 0) {
-            const gguf_kv *o = &f->kv[f->kv_hash[h] - 1];
-            if (str_eq(o->key, kv->key.ptr, kv->key.len)) {
-                char kb[80];
-                return eng_error_set(err, -EINVAL, "duplicate key '%s'",
-                                     printable(kv->key.ptr, kv->key.len, kb));
-            }
-            h = (h + 1) & mask;
+        size_t h;
+        if (KV_PROBE(f, kv->key.ptr, kv->key.len, &h) != 0) {
+            char kb[80];
+            return eng_error_set(err, -EINVAL, "duplicate key '%s'",
+                                 printable(kv->key.ptr, kv->key.len, kb));
         }
         f->kv_hash[h] = (uint32_t)i + 1;
     }
@@ -434,22 +455,17 @@ static int parse(gguf_file *f, eng_error *err)
     if (!f->names) return set_oom(err, "tensor names");
     f->bookkeeping += names_total;
     char *np = f->names;
-    size_t mask = f->t_hash_cap - 1;
     for (size_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor *t = &f->tensors[i];
         memcpy(np, t->name.ptr, (size_t)t->name.len);
         np[t->name.len] = '\0';
         t->name.ptr = np;
         np += t->name.len + 1;
-        size_t h = (size_t)hash_bytes(t->name.ptr, t->name.len) & mask;
-        while (f->t_hash[h] != 0) {
-            const gguf_tensor *o = &f->tensors[f->t_hash[h] - 1];
-            if (str_eq(o->name, t->name.ptr, t->name.len)) {
-                char nb[80];
-                return eng_error_set(err, -EINVAL, "duplicate tensor name %s",
-                                     printable(t->name.ptr, t->name.len, nb));
-            }
-            h = (h + 1) & mask;
+        size_t h;
+        if (TENSOR_PROBE(f, t->name.ptr, t->name.len, &h) != 0) {
+            char nb[80];
+            return eng_error_set(err, -EINVAL, "duplicate tensor name %s",
+                                 printable(t->name.ptr, t->name.len, nb));
         }
         f->t_hash[h] = (uint32_t)i + 1;
     }
@@ -564,15 +580,8 @@ const gguf_kv *gguf_kv_at(const gguf_file *f, size_t i)
 
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key)
 {
-    size_t len = strlen(key);
-    size_t mask = f->kv_hash_cap - 1;
-    size_t h = (size_t)hash_bytes(key, len) & mask;
-    while (f->kv_hash[h] != 0) {
-        const gguf_kv *kv = &f->kv[f->kv_hash[h] - 1];
-        if (str_eq(kv->key, key, len)) return kv;
-        h = (h + 1) & mask;
-    }
-    return NULL;
+    const uint32_t i = KV_PROBE(f, key, strlen(key), NULL);
+    return i ? &f->kv[i - 1] : NULL;
 }
 
 const gguf_value *gguf_find(const gguf_file *f, const char *key)
@@ -892,13 +901,6 @@ const gguf_tensor *gguf_tensor_at(const gguf_file *f, size_t i)
 
 const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name)
 {
-    size_t len = strlen(name);
-    size_t mask = f->t_hash_cap - 1;
-    size_t h = (size_t)hash_bytes(name, len) & mask;
-    while (f->t_hash[h] != 0) {
-        const gguf_tensor *t = &f->tensors[f->t_hash[h] - 1];
-        if (str_eq(t->name, name, len)) return t;
-        h = (h + 1) & mask;
-    }
-    return NULL;
+    const uint32_t i = TENSOR_PROBE(f, name, strlen(name), NULL);
+    return i ? &f->tensors[i - 1] : NULL;
 }
