@@ -52,7 +52,9 @@ struct eng_ctx {
     int32_t *entry_t0;  /* max_seqs: first batch token of each entry */
     const uint32_t **entry_blocks; /* max_seqs: block table of each entry */
     float *th_scores;   /* n_threads * th_scores_stride */
-    size_t th_scores_stride; /* n_ctx */
+    size_t th_scores_stride; /* ATT_TQ * n_ctx */
+    int32_t *tile_t0;   /* max_tokens: first token of each attention tile (attn_tile) */
+    int n_tiles;
 
     /* a run's activations quantized once (eng_act_*), 64-byte aligned; NULL if no row
      * length of the model can use it */
@@ -473,6 +475,8 @@ static void matmul(eng_ctx *c, const eng_mat *w, const float *x, int nt, float *
 
 /* ------------------------------------------------------------------ attention */
 
+#define ATT_TQ 4 /* queries per tile: consecutive tokens of one sequence (attn_tile) */
+
 /* Fixed-order dot products of a query (f32) with a key (f32 or f16): 8 lanes (lane j sums
  * the products of elements i = j mod 8 in order, a multiply then an add), then a fixed tree,
  * then the tail. The f16 key is widened exactly, so both give the bits of the f32 form. */
@@ -716,8 +720,146 @@ static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
     }
 }
 
-/* Work items are (token, query head), claimed from an atomic counter, so one decoding
- * sequence already gives every thread work. */
+#if ENG_HAVE_F16C
+/* lane_tree_v of 4 accumulators at once, the same additions in the same grouping: returns
+ * [tree(A), tree(C), tree(A), tree(C) | tree(B), tree(D), tree(B), tree(D)] */
+static inline __m256 lane_tree4(__m256 A, __m256 B, __m256 C, __m256 D)
+{
+    /* per 128-bit lane, a_i = l_i + l_(i+4) of A (lane 0) and B (lane 1); likewise C, D */
+    const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(A, B, 0x20), _mm256_permute2f128_ps(A, B, 0x31));
+    const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(C, D, 0x20), _mm256_permute2f128_ps(C, D, 0x31));
+    /* a0 + a2 and a1 + a3 of each */
+    const __m256 t = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                   _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* (a0 + a2) + (a1 + a3) */
+    return _mm256_add_ps(_mm256_shuffle_ps(t, t, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm256_shuffle_ps(t, t, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* attn_head for NQ (2..ATT_TQ) consecutive tokens t0.. of one sequence (positions P, P + 1,
+ * ...) and one head, f16 K/V, D % 32 == 0: every key and value row is widened once for all
+ * of them, and the scores of the keys they share come from a 4-query x 4-key register tile.
+ * Per query the operations are attn_head's, in its order (dot_f16's lanes and tree, the
+ * softmax, the V sums in position order), so the bits do not depend on the tiling.
+ * scores: NQ rows of n_ctx. */
+static inline __attribute__((always_inline)) void
+attn_tile_n(eng_ctx *c, int layer, int t0, int h, const int NQ, float *scores)
+{
+    const int D = c->D, bs = c->bs;
+    const int kvh = h / (c->H / c->HKV);
+    const int n0 = c->tok_pos[t0] + 1; /* query j sees n0 + j positions */
+    const int n_max = n0 + NQ - 1;
+    const size_t S = (size_t)c->n_ctx, row = (size_t)D * 2;
+    const float scale = c->attn_scale;
+    const uint32_t *blocks = c->entry_blocks[c->tok_entry[t0]];
+    const float *q[ATT_TQ];
+    float m[ATT_TQ], inv[ATT_TQ];
+    for (int j = 0; j < NQ; j++) {
+        q[j] = c->q + (size_t)(t0 + j) * c->q_dim + (size_t)h * D;
+        m[j] = -INFINITY;
+    }
+    for (int p0 = 0; p0 < n_max; p0 += bs) {
+        const uint16_t *kb = blk_k(c, blocks[p0 / bs], layer, kvh);
+        const int nbn = p0 + bs < n_max ? (n_max - p0 - bs < bs ? n_max - p0 - bs : bs) : 0;
+        const char *kn = nbn ? (const char *)blk_k(c, blocks[p0 / bs + 1], layer, kvh) : NULL;
+        const char *vc = (const char *)blk_v(c, blocks[p0 / bs], layer, kvh);
+        const int nb0 = n0 - p0 < bs ? n0 - p0 : bs; /* keys every query sees */
+        int i = 0;
+        for (; i + 4 <= nb0; i += 4) {
+            if (i < nbn) prefetch_rows(kn + (size_t)i * row, (size_t)(nbn - i < 4 ? nbn - i : 4) * row);
+            prefetch_rows(vc + (size_t)i * row, 4 * row);
+            const uint16_t *k0 = kb + (size_t)i * D;
+            __m256 acc[ATT_TQ][4];
+            for (int j = 0; j < NQ; j++)
+                for (int u = 0; u < 4; u++) acc[j][u] = _mm256_setzero_ps();
+            for (int d = 0; d < D; d += 8) {
+                const __m256 K0 = load_f16x8(k0 + d), K1 = load_f16x8(k0 + D + d);
+                const __m256 K2 = load_f16x8(k0 + 2 * D + d), K3 = load_f16x8(k0 + 3 * D + d);
+                for (int j = 0; j < NQ; j++) {
+                    const __m256 qv = _mm256_loadu_ps(q[j] + d);
+                    acc[j][0] = _mm256_add_ps(acc[j][0], _mm256_mul_ps(qv, K0));
+                    acc[j][1] = _mm256_add_ps(acc[j][1], _mm256_mul_ps(qv, K1));
+                    acc[j][2] = _mm256_add_ps(acc[j][2], _mm256_mul_ps(qv, K2));
+                    acc[j][3] = _mm256_add_ps(acc[j][3], _mm256_mul_ps(qv, K3));
+                }
+            }
+            for (int j = 0; j < NQ; j++) {
+                _Alignas(32) float r[8];
+                _mm256_store_ps(r, lane_tree4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]));
+                const float v4[4] = {r[0], r[4], r[1], r[5]};
+                float *sc = scores + (size_t)j * S + p0 + i;
+                for (int u = 0; u < 4; u++) {
+                    sc[u] = v4[u] * scale;
+                    if (sc[u] > m[j]) m[j] = sc[u];
+                }
+            }
+        }
+        /* the rest of the block, per query (up to its own last position) */
+        for (int j = 0; j < NQ; j++) {
+            const int nbj = n0 + j - p0 < bs ? n0 + j - p0 : bs;
+            for (int u = i; u < nbj; u++) {
+                if (j == NQ - 1) {
+                    if (u < nbn) prefetch_rows(kn + (size_t)u * row, row);
+                    prefetch_rows(vc + (size_t)u * row, row);
+                }
+                const float s_ = dot_f16(q[j], kb + (size_t)u * D, D) * scale;
+                scores[(size_t)j * S + p0 + u] = s_;
+                if (s_ > m[j]) m[j] = s_;
+            }
+        }
+    }
+    for (int j = 0; j < NQ; j++) inv[j] = 1.0f / softmax_exp(scores + (size_t)j * S, n0 + j, m[j]);
+    /* 32 output dims at a time for every query; per element attn_head's sum in position
+     * order (0, then + a * v for each position) */
+    for (int d0 = 0; d0 < D; d0 += 32) {
+        __m256 o[ATT_TQ][4];
+        for (int j = 0; j < NQ; j++)
+            for (int k = 0; k < 4; k++) o[j][k] = _mm256_setzero_ps();
+        for (int p0 = 0; p0 < n_max; p0 += bs) {
+            const int nb = n_max - p0 < bs ? n_max - p0 : bs;
+            const uint16_t *vb = (const uint16_t *)blk_v(c, blocks[p0 / bs], layer, kvh) + d0;
+            for (int u = 0; u < nb; u++) {
+                const int p = p0 + u;
+                const uint16_t *v = vb + (size_t)u * D;
+                const __m256 V0 = load_f16x8(v), V1 = load_f16x8(v + 8);
+                const __m256 V2 = load_f16x8(v + 16), V3 = load_f16x8(v + 24);
+                for (int j = 0; j < NQ; j++) {
+                    if (p >= n0 + j) continue; /* past query j's last position */
+                    const __m256 a = _mm256_set1_ps(scores[(size_t)j * S + p] * inv[j]);
+                    o[j][0] = _mm256_add_ps(o[j][0], _mm256_mul_ps(a, V0));
+                    o[j][1] = _mm256_add_ps(o[j][1], _mm256_mul_ps(a, V1));
+                    o[j][2] = _mm256_add_ps(o[j][2], _mm256_mul_ps(a, V2));
+                    o[j][3] = _mm256_add_ps(o[j][3], _mm256_mul_ps(a, V3));
+                }
+            }
+        }
+        for (int j = 0; j < NQ; j++) {
+            float *out = c->att + (size_t)(t0 + j) * c->q_dim + (size_t)h * D + d0;
+            for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + 8 * k, o[j][k]);
+        }
+    }
+}
+#endif
+
+/* the queries of tile ti (tokens tile_t0[ti] .. tile_t0[ti + 1] - 1) for head h */
+static void attn_tile(eng_ctx *c, int layer, int ti, int nt, int h, float *scores)
+{
+    const int t0 = c->tile_t0[ti], t1 = ti + 1 < c->n_tiles ? c->tile_t0[ti + 1] : nt;
+#if ENG_HAVE_F16C
+    switch (t1 - t0) {
+    case 2: attn_tile_n(c, layer, t0, h, 2, scores); return;
+    case 3: attn_tile_n(c, layer, t0, h, 3, scores); return;
+    case 4: attn_tile_n(c, layer, t0, h, 4, scores); return;
+    default: break;
+    }
+#endif
+    for (int t = t0; t < t1; t++) attn_head(c, layer, t, h, scores);
+}
+
+/* Work items are (tile, query head), claimed from an atomic counter, so one decoding
+ * sequence already gives every thread work. A tile is one token, or with f16 K/V and
+ * D % 32 == 0 up to ATT_TQ consecutive tokens of one sequence (a prompt), which attn_tile
+ * computes together with the same bits. */
 static void attn_worker(void *arg, int ith, int nth)
 {
     attn_job *j = arg;
@@ -727,8 +869,24 @@ static void attn_worker(void *arg, int ith, int nth)
     for (;;) {
         const long it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (it >= j->n_items) break;
-        attn_head(c, j->layer, (int)(it / c->H), (int)(it % c->H), scores);
+        attn_tile(c, j->layer, (int)(it / c->H), j->nt, (int)(it % c->H), scores);
     }
+}
+
+/* the step's attention tiles: runs of up to ATT_TQ tokens of one entry (batch tokens of an
+ * entry are consecutive, at consecutive positions), or single tokens when attn_tile_n
+ * cannot serve the context */
+static void attn_tiles(eng_ctx *c, int nt)
+{
+    const bool tiled = ENG_HAVE_F16C && c->kv_f16 && c->D % 32 == 0;
+    int n = 0;
+    for (int t = 0; t < nt;) {
+        int len = 1;
+        while (tiled && len < ATT_TQ && t + len < nt && c->tok_entry[t + len] == c->tok_entry[t]) len++;
+        c->tile_t0[n++] = t;
+        t += len;
+    }
+    c->n_tiles = n;
 }
 
 /* ------------------------------------------------------------------ create / free */
@@ -747,7 +905,7 @@ void eng_ctx_free(eng_ctx *c)
     free(c->x); free(c->xb); free(c->q); free(c->k); free(c->v); free(c->att);
     free(c->hb); free(c->hb2); free(c->gath);
     free(c->inv_freq); free(c->rope_cs);
-    free(c->tok_entry); free(c->tok_pos); free(c->entry_t0); free(c->entry_blocks);
+    free(c->tok_entry); free(c->tok_pos); free(c->tile_t0); free(c->entry_t0); free(c->entry_blocks);
     free(c->th_scores);
     free(c->act);
     free(c);
@@ -842,6 +1000,7 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
                                  sizeof(float));
     rc = rc ? rc : checked_alloc((void **)&c->tok_entry, (size_t)c->max_tokens, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->tok_pos, (size_t)c->max_tokens, sizeof(int32_t));
+    rc = rc ? rc : checked_alloc((void **)&c->tile_t0, (size_t)c->max_tokens, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->entry_t0, (size_t)c->max_seqs, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->entry_blocks, (size_t)c->max_seqs,
                                  sizeof(uint32_t *));
@@ -857,7 +1016,7 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
             rc = -ENOMEM;
         }
     }
-    c->th_scores_stride = (size_t)c->n_ctx;
+    c->th_scores_stride = (size_t)ATT_TQ * (size_t)c->n_ctx; /* attn_tile: ATT_TQ rows */
     rc = rc ? rc : checked_alloc((void **)&c->th_scores, nth * c->th_scores_stride, sizeof(float));
     if (rc) {
         eng_ctx_free(c);
@@ -967,6 +1126,7 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
      * on the rows just computed), attention, the output projection (+ residual), gate and up
      * together (+ SwiGLU), the down projection (+ residual). The RMSNorms run on this thread
      * between them (they need whole rows). */
+    attn_tiles(c, nt);
     for (int l = 0; l < c->L; l++) {
         const eng_layer *ly = &m->layers[l];
         rmsnorm_batch(c->xb, c->x, (size_t)E, ly->attn_norm, nt, E, c->rms_eps);
@@ -990,7 +1150,7 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
             store_kv_range(c, l, true, c->v, nt, 0, (size_t)c->kv_dim);
         }
         {
-            attn_job aj = {.c = c, .layer = l, .nt = nt, .n_items = (long)nt * c->H};
+            attn_job aj = {.c = c, .layer = l, .nt = nt, .n_items = (long)c->n_tiles * c->H};
             atomic_init(&aj.next, 0);
             if (attn_work * c->H * c->D * 2.0 < ENG_PAR_MIN_WORK || aj.n_items < 2)
                 attn_worker(&aj, 0, 1);
