@@ -48,10 +48,12 @@
  *   - OpenBLAS: eng_ctx_create pins its thread count (openblas_set_num_threads(n_threads),
  *     process-wide) so that any BLAS use elsewhere does not oversubscribe the cores; the
  *     forward pass itself makes no BLAS calls, and never calls BLAS from our workers.
- *   - Threads split rows (weights) or (sequence, token, head) items (attention), never K.
+ *   - Threads split rows (weights) or (sequence, tokens, head) items (attention), never K.
  *   - Attention always reads K/V back from the cache (also for the batch's own tokens) and
  *     sums over positions 0..pos in ascending order, in f32: the same arithmetic whatever the
- *     chunking.
+ *     chunking. A prompt's consecutive tokens may be computed together (forward.c's
+ *     attn_tile) with each query's operations unchanged; the softmax's e^x and its sum
+ *     (8 lanes, fixed tree) depend on the query's scores and position count only.
  *   - RMSNorm, RoPE, SwiGLU and the residual adds are per-token (elementwise or one row's
  *     sum in element order); forward.c runs RoPE, the K/V stores, SwiGLU and the residual
  *     adds inside the matmul pool runs on the rows each chunk computed, with the same
@@ -65,7 +67,8 @@
  * (Llama 3.1: the rope_freqs.weight tensor, or the llama3 scaling rule that model.h computes
  * from the hparams), / rope_scale_factor for linear scaling. YaRN is rejected (-ENOTSUP).
  * Attention scale 1/sqrt(head_dim); RMSNorm x * w / sqrt(mean(x^2) + eps); SwiGLU
- * silu(gate) * up, with forward.c's own e^x (vectorized; the scalar tail gives the same bits).
+ * silu(gate) * up, with forward.c's own e^x (vectorized; the scalar tail gives the same bits),
+ * which the attention softmax uses too (with AVX2 and FMA; else expf).
  */
 #ifndef LLAMAD_ENGINE_H
 #define LLAMAD_ENGINE_H
