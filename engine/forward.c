@@ -13,6 +13,9 @@
 #define ENG_HAVE_F16C 1
 #else
 #define ENG_HAVE_F16C 0
+#if defined(__SSE__)
+#include <xmmintrin.h> /* _mm_prefetch */
+#endif
 #endif
 
 #include "quant.h"
