@@ -288,8 +288,8 @@ static void store_kv_range(eng_ctx *c, int layer, bool is_v, const float *src, i
  * tokens. Each segment's rows are cut into units of MM_UNIT rows (its last unit may be
  * short); chunk c of n takes the c-th of n equal runs of units of every segment, and the
  * threads claim chunks from an atomic counter until none are left, so a thread that was
- * scheduled late or runs slower takes fewer. A chunk makes one kernel call per segment, and
- * a call has a fixed cost (the kernel quantizes the call's activations), so chunks are few.
+ * scheduled late or runs slower takes fewer. A chunk makes one kernel call per segment;
+ * chunks are few, so that each thread's rows stay one stream (see MM_CHUNKS_PER_THREAD).
  * Each row is still computed by eng_matmul_rows with the same per-row arithmetic (its result
  * does not depend on the row range of the call), so the split changes no bits. After its
  * rows, a chunk applies its segment's elementwise post-op to the same rows. */
@@ -503,43 +503,42 @@ static inline __m256 load_f16x8(const uint16_t *p)
 }
 #endif
 
-static inline float dot_f32(const float *a, const float *b, int n)
+/* element i of a K or V row, f16 (widened exactly) or f32 */
+static inline float kv_elem(const void *b, int i, const bool f16)
+{
+    return f16 ? eng_f16_to_f32(((const uint16_t *)b)[i]) : ((const float *)b)[i];
+}
+
+#if ENG_HAVE_F16C
+static inline __m256 kv_load8(const void *b, int i, const bool f16)
+{
+    return f16 ? load_f16x8((const uint16_t *)b + i) : _mm256_loadu_ps((const float *)b + i);
+}
+#endif
+
+/* the fixed-order dot product above, of a query with an f16 or f32 row */
+static inline __attribute__((always_inline)) float dot_kv(const float *a, const void *b, int n,
+                                                          const bool f16)
 {
     int i = 0;
     float s;
 #if ENG_HAVE_F16C
     __m256 acc = _mm256_setzero_ps();
     for (; i + 8 <= n; i += 8)
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a + i), kv_load8(b, i, f16)));
     s = lane_tree_v(acc);
 #else
     float l[8] = {0};
     for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) l[j] += a[i + j] * b[i + j];
+        for (int j = 0; j < 8; j++) l[j] += a[i + j] * kv_elem(b, i + j, f16);
     s = lane_tree(l);
 #endif
-    for (; i < n; i++) s += a[i] * b[i];
+    for (; i < n; i++) s += a[i] * kv_elem(b, i, f16);
     return s;
 }
 
-static inline float dot_f16(const float *a, const uint16_t *b, int n)
-{
-    int i = 0;
-    float s;
-#if ENG_HAVE_F16C
-    __m256 acc = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8)
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a + i), load_f16x8(b + i)));
-    s = lane_tree_v(acc);
-#else
-    float l[8] = {0};
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) l[j] += a[i + j] * eng_f16_to_f32(b[i + j]);
-    s = lane_tree(l);
-#endif
-    for (; i < n; i++) s += a[i] * eng_f16_to_f32(b[i]);
-    return s;
-}
+static inline float dot_f32(const float *a, const float *b, int n) { return dot_kv(a, b, n, false); }
+static inline float dot_f16(const float *a, const uint16_t *b, int n) { return dot_kv(a, b, n, true); }
 
 #if ENG_HAVE_F16C
 /* dot_f16 of a with 4 keys (n apart, n % 8 == 0) at once: 4 independent chains, each with
@@ -574,14 +573,10 @@ static inline void prefetch_rows(const void *p, size_t bytes)
 }
 
 /* out[d] += a * v[d], d < n (a multiply then an add per element) */
-static inline void axpy_f16(float *out, float a, const uint16_t *v, int n)
+static inline __attribute__((always_inline)) void axpy_kv(float *out, float a, const void *v,
+                                                          int n, const bool f16)
 {
-    for (int d = 0; d < n; d++) out[d] += a * eng_f16_to_f32(v[d]);
-}
-
-static inline void axpy_f32(float *out, float a, const float *v, int n)
-{
-    for (int d = 0; d < n; d++) out[d] += a * v[d];
+    for (int d = 0; d < n; d++) out[d] += a * kv_elem(v, d, f16);
 }
 
 typedef struct attn_job {
@@ -716,9 +711,9 @@ static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
         for (int i = 0; i < nb; i++) {
             const float a = sc[i] * inv;
             if (c->kv_f16)
-                axpy_f16(out, a, (const uint16_t *)vb + (size_t)i * D, D);
+                axpy_kv(out, a, (const uint16_t *)vb + (size_t)i * D, D, true);
             else
-                axpy_f32(out, a, (const float *)vb + (size_t)i * D, D);
+                axpy_kv(out, a, (const float *)vb + (size_t)i * D, D, false);
         }
     }
 }
