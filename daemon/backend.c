@@ -493,12 +493,14 @@ void engine_backend_describe(engine_backend *b, int model, char *buf, size_t len
     const eng_hparams *hp = &m->model->hp;
     kv_stats st;
     kv_get_stats(m->kv, &st);
+    const eng_map_info mi = gguf_map_info(m->model->gguf);
     snprintf(buf, len,
              "model %s: %s, %s, %.2fM params, %u layers, embd %u, ff %u, heads %u/%u (kv), vocab %d, context %d; "
              "KV cache %u blocks of %u tokens (%.1f MiB, %llu bytes/token): %u sequences fit at full context; "
-             "chat template %s; %d threads",
+             "chat template %s; %d threads; weights in %s%s",
              m->name, m->path, m->quant, (double)m->model->n_params / 1e6, hp->n_layer, hp->n_embd, hp->n_ff,
              hp->n_head, hp->n_head_kv, m->n_vocab, m->n_ctx, st.n_blocks, st.block_size,
              (double)st.n_blocks * (double)st.block_bytes / 1048576.0, (unsigned long long)st.bytes_per_token,
-             st.max_seqs_full_ctx, chat_template_name(m->chat_tmpl), eng_ctx_n_threads(m->ctx));
+             st.max_seqs_full_ctx, chat_template_name(m->chat_tmpl), eng_ctx_n_threads(m->ctx),
+             eng_map_pages_name(mi.pages), mi.recached ? " (their 4 KiB cached pages were dropped to be read again)" : "");
 }

@@ -1,6 +1,7 @@
 /* GGUF reader: see gguf.h. All reads go through a bounds-checked cursor; every size that
  * comes from the file is checked against what is left of it before it is used. */
 #include "gguf.h"
+#include "filemap.h"
 #include "quant.h"
 
 #include <errno.h>
@@ -29,6 +30,7 @@ struct gguf_file {
     const uint8_t *base;
     size_t size;
     bool mapped;
+    eng_map_info map_info; /* gguf_open: what the 2 MiB page probe found */
     uint32_t version;
     uint32_t alignment;
     uint64_t data_offset;
@@ -526,18 +528,14 @@ int gguf_open(const char *path, gguf_file **ret, eng_error *err)
         return eng_error_set(err, -EFBIG, "%s is too large to map", path);
     }
     size_t size = (size_t)st.st_size;
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    eng_map_info mi;
+    void *map = eng_map_file(fd, size, &mi);
     int e = errno;
     close(fd);
-    if (map == MAP_FAILED)
+    if (map == NULL)
         return eng_error_set(err, -e, "cannot map %s: %s", path, strerror(e));
-#ifdef MADV_HUGEPAGE
-    /* advice only (the kernel may not support it for this file system): the pages read in
-     * from here on may be 2 MiB ones, so the kernels' walks over the weights miss the TLB far
-     * less. Pages already cached stay as they are. */
-    (void)madvise(map, size, MADV_HUGEPAGE);
-#endif
     int rc = open_common(map, size, true, ret, err);
+    if (rc == 0) (*ret)->map_info = mi;
     if (rc != 0) {
         munmap(map, size);
         /* prefix the message with the path */
@@ -565,6 +563,8 @@ void gguf_close(gguf_file *f)
 uint32_t gguf_version(const gguf_file *f) { return f->version; }
 uint32_t gguf_alignment(const gguf_file *f) { return f->alignment; }
 uint64_t gguf_data_offset(const gguf_file *f) { return f->data_offset; }
+eng_map_info gguf_map_info(const gguf_file *f) { return f->map_info; }
+
 size_t gguf_file_size(const gguf_file *f) { return f->size; }
 const void *gguf_file_data(const gguf_file *f) { return f->base; }
 size_t gguf_bookkeeping_bytes(const gguf_file *f) { return f->bookkeeping; }

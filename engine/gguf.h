@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "eng_error.h"
+#include "filemap.h"
 
 /* A string inside the file: ptr/len, NOT NUL-terminated (except gguf_tensor.name, see below). */
 typedef struct gguf_str {
@@ -118,6 +119,9 @@ uint32_t gguf_alignment(const gguf_file *f);   /* general.alignment or 32 */
 uint64_t gguf_data_offset(const gguf_file *f); /* file offset of the tensor data section */
 size_t gguf_file_size(const gguf_file *f);
 const void *gguf_file_data(const gguf_file *f); /* start of the mapped file */
+/* gguf_open: whether the weights are mapped with 2 MiB pages (filemap.h); gguf_open_mem: not
+ * probed */
+eng_map_info gguf_map_info(const gguf_file *f);
 /* Bytes of heap bookkeeping this file holds (not counting the map). */
 size_t gguf_bookkeeping_bytes(const gguf_file *f);
 
