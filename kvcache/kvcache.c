@@ -12,6 +12,10 @@
  *   block falsely, and neither does an evicted and reused parent.
  * - The hash table is chained through the blocks themselves (hnext), with a bucket array sized
  *   at creation: no allocation after kv_create.
+ * - The arena is anonymous memory at a 2 MiB boundary, advised to use 2 MiB pages: attention
+ *   reads every running sequence's K/V runs (2 KiB each at f16, 16-token blocks) from all over
+ *   the arena at every step, and with 4 KiB pages nearly every run was a TLB miss
+ *   (bench_engine SmolLM2-135M, 64 streams: +50% with 2 MiB pages; bench/RESULTS.md).
  */
 #include "kvcache.h"
 
@@ -19,6 +23,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define NONE KV_NO_BLOCK
 
@@ -40,7 +45,9 @@ struct kv_cache {
     uint32_t n_blocks, max_bps;                         /* max blocks per sequence */
     uint64_t root_hash;
 
-    unsigned char *arena_raw, *arena;
+    unsigned char *arena;
+    void *arena_map;            /* the mapping holding the arena, and its length */
+    size_t arena_map_len;
 
     /* per block */
     uint32_t *ref, *fill, *lprev, *lnext, *hnext;
@@ -209,6 +216,24 @@ static inline unsigned char *block_ptr(const kv_cache *kv, uint32_t b)
 
 static int is_pow2(uint32_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+#define ARENA_ALIGN ((size_t)2 << 20) /* the 2 MiB page size of x86-64 and arm64 */
+
+/* bytes (> 0, <= SIZE_MAX - 2 * ARENA_ALIGN) of zero-filled memory at a 2 MiB boundary, in 2 MiB
+ * pages where the kernel gives them (the advice may be ignored: THP off); NULL if out of
+ * memory. The mapping is kept in kv for kv_destroy. */
+static unsigned char *arena_map(kv_cache *kv, size_t bytes)
+{
+    const size_t whole = (bytes + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+    const size_t len = whole + ARENA_ALIGN;
+    void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) return NULL;
+    uintptr_t at = ((uintptr_t)map + ARENA_ALIGN - 1) & ~(uintptr_t)(ARENA_ALIGN - 1);
+    kv->arena_map = map;
+    kv->arena_map_len = len;
+    (void)madvise((void *)at, whole, MADV_HUGEPAGE);
+    return (unsigned char *)at;
+}
+
 int kv_create(const kv_config *cfg, kv_cache **ret_kv)
 {
     if (cfg == NULL || ret_kv == NULL) return -EINVAL;
@@ -229,7 +254,7 @@ int kv_create(const kv_config *cfg, kv_cache **ret_kv)
     uint64_t n_blocks = c.budget_bytes / block_bytes;
     if (n_blocks == 0 || n_blocks > KV_MAX_BLOCKS) return -EINVAL;
     uint64_t arena_bytes = n_blocks * block_bytes; /* <= budget */
-    if (arena_bytes > SIZE_MAX - 64) return -EINVAL;
+    if (arena_bytes > SIZE_MAX - 2 * ARENA_ALIGN) return -EINVAL;
     uint32_t max_bps = (uint32_t)(((uint64_t)c.max_seq_len + c.block_size - 1) / c.block_size);
     uint64_t table_entries;
     if (__builtin_mul_overflow((uint64_t)c.max_seqs, (uint64_t)max_bps, &table_entries) ||
@@ -255,7 +280,7 @@ int kv_create(const kv_config *cfg, kv_cache **ret_kv)
     kv->next_pid = 1;
 
     size_t nb = (size_t)n_blocks;
-    kv->arena_raw = calloc(1, (size_t)arena_bytes + 64);
+    kv->arena = arena_map(kv, (size_t)arena_bytes);
     kv->ref = calloc(nb, sizeof(uint32_t));
     kv->fill = calloc(nb, sizeof(uint32_t));
     kv->lprev = malloc(nb * sizeof(uint32_t));
@@ -271,13 +296,12 @@ int kv_create(const kv_config *cfg, kv_cache **ret_kv)
     kv->seqs = calloc(c.max_seqs, sizeof(kv_seq));
     kv->seq_tables = malloc((size_t)(table_entries ? table_entries : 1) * sizeof(uint32_t));
     kv->seq_free = malloc((size_t)c.max_seqs * sizeof(uint32_t));
-    if (!kv->arena_raw || !kv->ref || !kv->fill || !kv->lprev || !kv->lnext || !kv->hnext ||
+    if (!kv->arena || !kv->ref || !kv->fill || !kv->lprev || !kv->lnext || !kv->hnext ||
         !kv->pub || !kv->hash || !kv->pid || !kv->ppid || !kv->tok || !kv->free_stack ||
         !kv->bucket || !kv->seqs || !kv->seq_tables || !kv->seq_free) {
         kv_destroy(kv);
         return -ENOMEM;
     }
-    kv->arena = kv->arena_raw + ((64 - ((uintptr_t)kv->arena_raw & 63)) & 63);
 
     /* Free stack popped from the top: block 0 is handed out first. */
     for (uint32_t i = 0; i < kv->n_blocks; i++) {
@@ -300,7 +324,7 @@ int kv_create(const kv_config *cfg, kv_cache **ret_kv)
 void kv_destroy(kv_cache *kv)
 {
     if (kv == NULL) return;
-    free(kv->arena_raw);
+    if (kv->arena_map) munmap(kv->arena_map, kv->arena_map_len);
     free(kv->ref);
     free(kv->fill);
     free(kv->lprev);

@@ -126,6 +126,7 @@ static void test_layout(void)
         unsigned char *base = kv_block_k(kv, 0, 0, 0);
         CHECK(base != NULL);
         CHECK_EQ_INT((uintptr_t)base % 64, 0);
+        CHECK_EQ_INT((uintptr_t)base % (2u << 20), 0); /* room for 2 MiB pages from block 0 */
         /* [layer][K,V][head]: every slab in its own place, blocks back to back */
         for (uint32_t b = 0; b < 3; b++)
             for (uint32_t l = 0; l < 2; l++)
