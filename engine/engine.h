@@ -111,6 +111,13 @@ int eng_ctx_n_threads(const eng_ctx *ctx);
 int eng_ctx_max_batch_tokens(const eng_ctx *ctx);
 int eng_ctx_max_batch_seqs(const eng_ctx *ctx);
 
+/* The matrix runs give each thread one run of rows, sized by a share learned from how long
+ * each thread took in the runs before (a thread on a busier core gets fewer rows); the split
+ * never changes a bit of the result. This sets the shares (n_threads positive values,
+ * scaled to sum to 1; they go on adapting from there), for tests that check that claim
+ * with lopsided splits. -EINVAL if a value is not positive and finite. */
+int eng_ctx_set_row_shares(eng_ctx *ctx, const float *shares);
+
 /* Runs one step; see the contract above. ret_logits: (number of want_logits entries) *
  * n_vocab floats, may be NULL when no entry wants logits. */
 int eng_step(eng_ctx *ctx, const eng_batch_entry *batch, int n_entries, float *ret_logits,

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #if defined(__F16C__) && defined(__AVX__)
 #include <immintrin.h>
@@ -62,6 +63,11 @@ struct eng_ctx {
     /* a run's activations quantized once (eng_act_*), 64-byte aligned; NULL if no row
      * length of the model can use it */
     void *act;
+
+    /* matmul runs: each thread's share of the rows (n_threads each, summing to 1), for runs
+     * of 1-2 tokens ([0]: they stream the weights) and of more ([1]: they compute), learned
+     * from how long each thread took over its share in the runs before (mm_exec) */
+    float *mm_share[2];
 };
 
 /* ------------------------------------------------------------------ kv cache access */
@@ -323,11 +329,21 @@ typedef struct mm_seg {
     const void *act;   /* x quantized (eng_act_*), when w (and w2) can use it */
 } mm_seg;
 
+/* what one thread did in a run: the fraction of the rows and the time it took */
+typedef struct mm_meas {
+    _Alignas(64) double frac;
+    long ns;
+} mm_meas;
+
 typedef struct mm_run {
     eng_ctx *c;
     int nt, layer, n_seg;
     mm_seg seg[MM_MAX_SEG];
     long n_chunks;
+    const float *cum;      /* n_chunks + 1 boundaries in [0, 1]: chunk ci is its share of
+                            * every segment's units; NULL: equal chunks */
+    atomic_uchar *taken;   /* with cum: chunk ci claimed (thread ci tries its own first) */
+    mm_meas *meas;         /* with cum: per thread */
     _Alignas(64) atomic_long next;
 } mm_run;
 
@@ -374,25 +390,55 @@ static void mm_seg_rows(const mm_run *j, const mm_seg *s, size_t r0, size_t r1)
     }
 }
 
+static void mm_chunk(mm_run *j, long ci)
+{
+    for (int si = 0; si < j->n_seg; si++) {
+        const mm_seg *s = &j->seg[si];
+        long u0, u1;
+        if (j->cum) {
+            u0 = lround(j->cum[ci] * (double)s->units);
+            u1 = lround(j->cum[ci + 1] * (double)s->units);
+        } else {
+            eng_split_range(s->units, (int)ci, (int)j->n_chunks, &u0, &u1);
+        }
+        if (u0 >= u1) continue;
+        const size_t rows = (size_t)s->w->rows;
+        size_t r1 = (size_t)u1 * MM_UNIT;
+        if (r1 > rows) r1 = rows;
+        mm_seg_rows(j, s, (size_t)u0 * MM_UNIT, r1);
+    }
+}
+
+static long mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
+}
+
 static void mm_worker(void *arg, int ith, int nth)
 {
     mm_run *j = arg;
-    (void)ith;
     (void)nth;
-    for (;;) {
-        const long ci = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-        if (ci >= j->n_chunks) break;
-        for (int si = 0; si < j->n_seg; si++) {
-            const mm_seg *s = &j->seg[si];
-            long u0, u1;
-            eng_split_range(s->units, (int)ci, (int)j->n_chunks, &u0, &u1);
-            if (u0 >= u1) continue;
-            const size_t rows = (size_t)s->w->rows;
-            size_t r1 = (size_t)u1 * MM_UNIT;
-            if (r1 > rows) r1 = rows;
-            mm_seg_rows(j, s, (size_t)u0 * MM_UNIT, r1);
+    if (!j->cum) {
+        for (;;) {
+            const long ci = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+            if (ci >= j->n_chunks) break;
+            mm_chunk(j, ci);
         }
+        return;
     }
+    /* its own chunk first, then any left (a thread that starts late loses its chunk) */
+    const long t0 = mono_ns();
+    double frac = 0;
+    for (long k = 0; k < j->n_chunks; k++) {
+        const long ci = (ith + k) % j->n_chunks;
+        if (atomic_exchange_explicit(&j->taken[ci], 1, memory_order_relaxed)) continue;
+        mm_chunk(j, ci);
+        frac += (double)(j->cum[ci + 1] - j->cum[ci]);
+    }
+    j->meas[ith].frac = frac;
+    j->meas[ith].ns = mono_ns() - t0;
 }
 
 static void mm_add(mm_run *j, const eng_mat *w, const eng_mat *w2, const float *x, float *y,
@@ -465,7 +511,43 @@ static void mm_exec(eng_ctx *c, mm_run *j)
     long nc = (long)c->n_threads * MM_CHUNKS_PER_THREAD;
     if (nc > max_units / MM_MIN_UNITS) nc = max_units / MM_MIN_UNITS;
     j->n_chunks = nc < 1 ? 1 : nc;
+    if (j->n_chunks != c->n_threads) {
+        eng_pool_run(c->pool, mm_worker, j);
+        return;
+    }
+    /* one chunk per thread, sized by its share */
+    const int n = c->n_threads;
+    float *share = c->mm_share[j->nt > 2];
+    float cum[ENG_POOL_MAX_THREADS + 1];
+    atomic_uchar taken[ENG_POOL_MAX_THREADS];
+    mm_meas meas[ENG_POOL_MAX_THREADS];
+    cum[0] = 0.0f;
+    for (int i = 0; i < n; i++) {
+        cum[i + 1] = cum[i] + share[i];
+        atomic_init(&taken[i], 0);
+        meas[i] = (mm_meas){0, 0};
+    }
+    cum[n] = 1.0f;
+    j->cum = cum;
+    j->taken = taken;
+    j->meas = meas;
     eng_pool_run(c->pool, mm_worker, j);
+    /* a thread's speed: its fraction per ns; move the shares 1/8 of the way towards the
+     * speeds' proportions, when every thread did its own chunk (a late one did none) */
+    double speed[ENG_POOL_MAX_THREADS], total = 0;
+    for (int i = 0; i < n; i++) {
+        if (meas[i].ns <= 0 || meas[i].frac <= 0) return;
+        speed[i] = meas[i].frac / (double)meas[i].ns;
+        total += speed[i];
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        double v = 0.875 * share[i] + 0.125 * speed[i] / total;
+        const double lo = 0.25 / n, hi = 4.0 / n;
+        share[i] = (float)(v < lo ? lo : v > hi ? hi : v);
+        sum += share[i];
+    }
+    for (int i = 0; i < n; i++) share[i] = (float)(share[i] / sum);
 }
 
 /* y[t*rows + r] = W row r . x[t*cols ...] for t < nt (one matrix, no post-op) */
@@ -906,6 +988,8 @@ void eng_ctx_free(eng_ctx *c)
     free(c->tok_entry); free(c->tok_pos); free(c->tile_t0); free(c->entry_t0); free(c->entry_blocks);
     free(c->th_scores);
     free(c->act);
+    free(c->mm_share[0]);
+    free(c->mm_share[1]);
     free(c);
 }
 
@@ -914,6 +998,18 @@ int eng_ctx_n_ctx(const eng_ctx *c) { return c->n_ctx; }
 int eng_ctx_n_threads(const eng_ctx *c) { return c->n_threads; }
 int eng_ctx_max_batch_tokens(const eng_ctx *c) { return c->max_tokens; }
 int eng_ctx_max_batch_seqs(const eng_ctx *c) { return c->max_seqs; }
+
+int eng_ctx_set_row_shares(eng_ctx *c, const float *shares)
+{
+    double sum = 0;
+    for (int i = 0; i < c->n_threads; i++) {
+        if (!(shares[i] > 0.0f) || !isfinite(shares[i])) return -EINVAL;
+        sum += shares[i];
+    }
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < c->n_threads; i++) c->mm_share[k][i] = (float)(shares[i] / sum);
+    return 0;
+}
 
 int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *cfg,
                    eng_ctx **ret, eng_error *err)
@@ -999,6 +1095,10 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     rc = rc ? rc : checked_alloc((void **)&c->tok_entry, (size_t)c->max_tokens, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->tok_pos, (size_t)c->max_tokens, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->tile_t0, (size_t)c->max_tokens, sizeof(int32_t));
+    rc = rc ? rc : checked_alloc((void **)&c->mm_share[0], nth, sizeof(float));
+    rc = rc ? rc : checked_alloc((void **)&c->mm_share[1], nth, sizeof(float));
+    if (rc == 0)
+        for (size_t i = 0; i < nth; i++) c->mm_share[0][i] = c->mm_share[1][i] = 1.0f / (float)nth;
     rc = rc ? rc : checked_alloc((void **)&c->entry_t0, (size_t)c->max_seqs, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->entry_blocks, (size_t)c->max_seqs,
                                  sizeof(uint32_t *));

@@ -4,6 +4,7 @@
  * same logits as a cold one. Run on an F32 model (sgemm path) and a Q8_0 model
  * (eng_matmul_rows path). Also: eng_step's input validation. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,16 @@ static void test_invariance(const char *model_rel)
     CHECK(memcmp(ref2, ref + (size_t)3 * GEN * V, (size_t)GEN * V * sizeof(float)) == 0);
     e.ctx = two;
     eng_ctx_free(one);
+    /* lopsided row splits between the 2 threads give the same bits too */
+    const float lopsided[2][2] = {{0.1f, 0.9f}, {7.0f, 1.0f}};
+    for (int k = 0; k < 2; k++) {
+        CHECK(eng_ctx_set_row_shares(two, lopsided[k]) == 0);
+        run_alone(&e, 3, 7, ref2, gen2);
+        CHECK(memcmp(ref2, ref + (size_t)3 * GEN * V, (size_t)GEN * V * sizeof(float)) == 0);
+    }
+    const float bad[2][2] = {{0.0f, 1.0f}, {1.0f, NAN}};
+    CHECK(eng_ctx_set_row_shares(two, bad[0]) == -EINVAL);
+    CHECK(eng_ctx_set_row_shares(two, bad[1]) == -EINVAL);
 
     /* all together: each sequence starts at a different step */
     int32_t prompt[NSEQ][128];
