@@ -113,12 +113,17 @@ void *eng_map_file(int fd, size_t size, eng_map_info *info)
      * larger ones. Find out on the window alone: unmap it here, drop its cached pages (those
      * no other process maps) and read it again. */
     if (madvise(map + off, HUGE_SZ, MADV_DONTNEED) != 0) return map;
+    /* pages not yet written back cannot be dropped: a file written moments ago (a download)
+     * is flushed first */
+    (void)sync_file_range(fd, (off_t)off, (off_t)HUGE_SZ,
+                          SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
     (void)posix_fadvise(fd, (off_t)off, (off_t)HUGE_SZ, POSIX_FADV_DONTNEED);
     info->pages = probe(map, off);
     if (info->pages != ENG_MAP_PAGES_HUGE) return map;
     /* large folios now: drop the rest of the file's 4 KiB cached pages the same way (nothing
      * else of this mapping has been touched); they are read again, as 2 MiB folios, when the
      * weights are first used */
+    (void)fdatasync(fd);
     (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     info->recached = true;
     return map;

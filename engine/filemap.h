@@ -8,9 +8,9 @@
  * read with read(2) is cached in 4 KiB pages, and stays so until they are evicted.
  * eng_map_file() probes one 2 MiB window of the mapping; when it was cached and is not mapped
  * with a 2 MiB entry, it drops the file's cached pages that no process maps
- * (POSIX_FADV_DONTNEED) and maps the file again, so that the weights are read back from disk
- * into 2 MiB folios as they are first touched. That re-read happens once: the next start
- * finds the large folios in the cache. */
+ * (POSIX_FADV_DONTNEED; a file with pages not yet written back is flushed first) so that
+ * the weights are read back from disk into 2 MiB folios as they are first touched. That
+ * re-read happens once: the next start finds the large folios in the cache. */
 #ifndef LLAMAD_ENGINE_FILEMAP_H
 #define LLAMAD_ENGINE_FILEMAP_H
 
