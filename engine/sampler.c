@@ -6,6 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 typedef struct smp_cand {
     float logit;
     int32_t id;
@@ -247,6 +251,55 @@ static void select_top(smp_cand *cand, int n, int k)
     qsort(cand, (size_t)k, sizeof *cand, cand_cmp);
 }
 
+/* The largest of x[0..n) and the lowest index holding it, or -(1 + the index of the first
+ * value that is not finite). n >= 1. */
+static int32_t first_max(const float *x, int32_t n, float *ret_max)
+{
+    int32_t i = 0;
+    float mx = -INFINITY;
+#if defined(__AVX2__)
+    /* 8 lanes: max, and whether any x - x is not 0 (inf - inf and NaN are NaN); then the first
+     * index equal to the max. Same answer as the scalar loop below. */
+    __m256 m = _mm256_set1_ps(-INFINITY), bad = _mm256_setzero_ps();
+    const __m256 zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(v, v), zero, _CMP_NEQ_UQ));
+        m = _mm256_max_ps(m, v);
+    }
+    if (_mm256_movemask_ps(bad) == 0) {
+        float l[8];
+        _mm256_storeu_ps(l, m);
+        for (int k = 0; k < 8; k++)
+            if (l[k] > mx) mx = l[k];
+        for (int32_t k = i; k < n; k++) {
+            if (!isfinite(x[k])) return -(1 + k);
+            if (x[k] > mx) mx = x[k];
+        }
+        *ret_max = mx;
+        const __m256 mv = _mm256_set1_ps(mx);
+        int32_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            const int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), mv, _CMP_EQ_OQ));
+            if (hit) return j + __builtin_ctz((unsigned)hit);
+        }
+        for (; x[j] != mx; j++) {}
+        return j;
+    }
+    i = 0; /* a value that is not finite: find the first one below */
+#endif
+    int32_t best = 0;
+    for (; i < n; i++) {
+        if (!isfinite(x[i])) return -(1 + i);
+        if (x[i] > mx) {
+            mx = x[i];
+            best = i;
+        }
+    }
+    *ret_max = mx;
+    return best;
+}
+
 int smp_sample(smp_sampler *s, smp_seq *q, const float *logits, smp_result *ret, eng_error *err)
 {
     const int32_t V = s->n_vocab;
@@ -258,11 +311,8 @@ int smp_sample(smp_sampler *s, smp_seq *q, const float *logits, smp_result *ret,
     /* 1. raw log-softmax pieces: max, and log-sum-exp in index order, which only the reported
      *    logprobs need (it is a full pass of exp() over the vocabulary) */
     float mx = -INFINITY;
-    for (int32_t i = 0; i < V; i++) {
-        if (!isfinite(logits[i]))
-            return eng_error_set(err, -EINVAL, "sampler: logit %d is not finite", i);
-        if (logits[i] > mx) mx = logits[i];
-    }
+    const int32_t top = first_max(logits, V, &mx); /* the lowest id with the largest logit */
+    if (top < 0) return eng_error_set(err, -EINVAL, "sampler: logit %d is not finite", -(top + 1));
     float lse = NAN;
     if (p->n_logprobs > 0) {
         double sum = 0.0;
@@ -272,9 +322,10 @@ int smp_sample(smp_sampler *s, smp_seq *q, const float *logits, smp_result *ret,
 
     /* 2. penalties */
     float *w = s->work;
-    memcpy(w, logits, (size_t)V * sizeof *w);
     bool penal = q->win_len > 0 && (p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f ||
                                     p->frequency_penalty != 0.0f);
+    const bool greedy = p->temperature == 0.0f;
+    if (!greedy || penal) memcpy(w, logits, (size_t)V * sizeof *w);
     if (penal) {
         for (int32_t i = 0; i < q->win_len; i++) s->count[q->window[i]]++;
         for (int32_t i = 0; i < q->win_len; i++) {
@@ -290,8 +341,10 @@ int smp_sample(smp_sampler *s, smp_seq *q, const float *logits, smp_result *ret,
     }
 
     int32_t tok;
-    if (p->temperature == 0.0f) {
-        /* 3. greedy */
+    if (greedy && !penal) {
+        /* 3. greedy: the first of the largest logits, found in step 1 */
+        tok = top;
+    } else if (greedy) {
         tok = 0;
         for (int32_t i = 1; i < V; i++)
             if (w[i] > w[tok]) tok = i;

@@ -1,8 +1,11 @@
 /* Sampler: validation, greedy, truncation exactness, penalties, seeded determinism,
  * distribution sanity, logprobs, stop tokens and stop strings. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "sampler.h"
@@ -97,6 +100,58 @@ static void test_greedy(void)
     CHECK(smp_sample(S, q, bad, &r, &err) == -EINVAL);
     CHECK(strstr(err.msg, "not finite") != NULL);
     smp_seq_free(q);
+}
+
+/* Greedy over a vocabulary that is not a multiple of 8 (the sampler's scan runs 8 logits at
+ * a time, then a tail): the lowest id of the largest logit wherever the ties fall, signed
+ * zeros, the lowest float; and the first logit that is not finite (NaN, an infinity) is the
+ * one named. */
+static void test_greedy_scan(void)
+{
+    enum { BV = 1003 };
+    smp_sampler *s = NULL;
+    smp_seq *q = NULL;
+    eng_error err = {0};
+    smp_params p;
+    smp_params_default(&p);
+    CHECK(smp_sampler_create(BV, &s, &err) == 0);
+    CHECK(smp_seq_create(&p, BV, &q, &err) == 0);
+    static float l[BV];
+    uint32_t x = 12345;
+    const int ties[][2] = {{17, 600}, {5, 1001}, {999, 1002}, {0, 8}, {1002, 1002}, {996, 997}};
+    for (size_t c = 0; c < sizeof ties / sizeof ties[0]; c++) {
+        for (int i = 0; i < BV; i++) {
+            x = x * 1664525u + 1013904223u;
+            l[i] = (float)(x >> 8) / 16777216.0f * 20.0f - 10.0f;
+        }
+        l[3] = -FLT_MAX;
+        l[ties[c][0]] = l[ties[c][1]] = 10.5f;
+        smp_result r;
+        CHECK(smp_sample(s, q, l, &r, &err) == 0);
+        CHECK_EQ_INT(r.token, ties[c][0]);
+    }
+    for (int i = 0; i < BV; i++) l[i] = i % 2 ? 0.0f : -0.0f; /* all equal */
+    l[0] = -1.0f;
+    smp_result r;
+    CHECK(smp_sample(s, q, l, &r, &err) == 0);
+    CHECK_EQ_INT(r.token, 1);
+    for (int i = 0; i < BV; i++) l[i] = -FLT_MAX;
+    l[1000] = -5.0f;
+    CHECK(smp_sample(s, q, l, &r, &err) == 0);
+    CHECK_EQ_INT(r.token, 1000);
+    const int bad[][2] = {{40, 900}, {1001, 1002}, {7, 8}, {555, 555}};
+    const float what[] = {NAN, INFINITY, -INFINITY, -NAN};
+    for (size_t c = 0; c < sizeof bad / sizeof bad[0]; c++) {
+        for (int i = 0; i < BV; i++) l[i] = (float)(i % 7);
+        l[bad[c][1]] = what[(c + 1) % 4]; /* a second bad value after the first */
+        l[bad[c][0]] = what[c];
+        char want[64];
+        snprintf(want, sizeof want, "logit %d is not finite", bad[c][0]);
+        CHECK(smp_sample(s, q, l, &r, &err) == -EINVAL);
+        CHECK_MSG(strstr(err.msg, want) != NULL, "%s (want %s)", err.msg, want);
+    }
+    smp_seq_free(q);
+    smp_sampler_free(s);
 }
 
 /* logits = log(probs) so truncation thresholds can be computed by hand */
@@ -467,6 +522,7 @@ int main(void)
     CHECK(smp_sampler_create(V, &S, &err) == 0);
     test_validation();
     test_greedy();
+    test_greedy_scan();
     test_truncation();
     test_distribution();
     test_determinism();
