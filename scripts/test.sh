@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds and runs llamad's whole test suite.
 #   release build (gcc)                         always
+#   portable build (-Dnative=false: no AVX)     unless LLAMAD_TEST_PORTABLE=0
 #   ASan+UBSan build of the whole suite         unless LLAMAD_TEST_ASAN=0
 #   libFuzzer smoke runs (clang, -Dfuzz=true)   when clang is present, unless LLAMAD_TEST_FUZZ=0
 # The last line is "N passed, N failed" summed over every build; the exit status is non-zero
@@ -43,6 +44,12 @@ run_build() { # name, env..., -- meson args...
 
 test_args=()
 run_build release -- --buildtype=release
+
+if [[ ${LLAMAD_TEST_PORTABLE:-1} != 0 ]]; then
+  # The build a distribution package would ship: baseline x86-64 (or the host's generic
+  # target), so the kernels' and attention's portable paths run the whole suite too.
+  run_build portable -- --buildtype=release -Dnative=false
+fi
 
 if [[ ${LLAMAD_TEST_ASAN:-1} != 0 ]]; then
   # Timeouts are longer under the sanitizers. Every UBSan report is fatal

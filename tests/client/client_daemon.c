@@ -133,7 +133,7 @@ static void test_cli(void)
     EXPECT_CODE(r, 0);
     CHECK_MSG(strncmp(r.out, "1,", 2) == 0, "BOS first: %s", r.out);
     static char ids[256];
-    snprintf(ids, sizeof ids, "%s", r.out);
+    CHECK_MSG(snprintf(ids, sizeof ids, "%s", r.out) < (int)sizeof ids, "ids: %s", r.out);
     ids[strcspn(ids, "\n")] = '\0';
 
     static char text1[8192], text2[8192], text3[8192];
@@ -161,7 +161,7 @@ static void test_cli(void)
     run_opts o = {.stdin_data = "Once upon a time"};
     run(&r, &o, "--socket", g_sock, "generate", "-", "-n", "24", "--temperature", "0", NULL);
     EXPECT_CODE(r, 0);
-    snprintf(text3, sizeof text3, "%s", r.out);
+    CHECK(snprintf(text3, sizeof text3, "%s", r.out) < (int)sizeof text3);
     CHECK_MSG(strcmp(text1, text3) == 0, "json: [%s]\ntext: [%s]", text1, text3);
 
     /* errors from the daemon: exit 1 with its message */

@@ -34,7 +34,7 @@ static void test_basics(const char *m1, const char *m2)
     dh_daemon d;
     dh_sock_path(d.sock, sizeof d.sock, "basic.sock");
     char model1[300], model2[300];
-    snprintf(model1, sizeof model1, "tiny=%s", m1);
+    CHECK(snprintf(model1, sizeof model1, "tiny=%s", m1) < (int)sizeof model1);
     snprintf(model2, sizeof model2, "q8=%s", m2);
     const char *args[] = {"--model", model1, "--model", model2, "--kv-cache-mib", "8", "--threads", "1",
                           "--max-requests-per-connection", "2", "--max-frame-bytes", "4096", NULL};
@@ -241,7 +241,7 @@ static void test_basics(const char *m1, const char *m2)
 static void test_stale_socket(const char *m1)
 {
     char model1[300];
-    snprintf(model1, sizeof model1, "tiny=%s", m1);
+    CHECK(snprintf(model1, sizeof model1, "tiny=%s", m1) < (int)sizeof model1);
     dh_daemon d;
     dh_sock_path(d.sock, sizeof d.sock, "stale.sock");
     /* a socket file nobody listens on */
@@ -277,7 +277,7 @@ static void test_stale_socket(const char *m1)
 static void test_sigterm_drain(const char *m1)
 {
     char model1[300];
-    snprintf(model1, sizeof model1, "tiny=%s", m1);
+    CHECK(snprintf(model1, sizeof model1, "tiny=%s", m1) < (int)sizeof model1);
     dh_daemon d;
     dh_sock_path(d.sock, sizeof d.sock, "drain.sock");
     const char *args[] = {"--model", model1, "--kv-cache-mib", "4", "--threads", "1", "--grace-s", "60", NULL};
@@ -318,7 +318,7 @@ static void test_sigterm_drain(const char *m1)
 static void test_limits_log_reload(const char *m1)
 {
     char model1[300];
-    snprintf(model1, sizeof model1, "tiny=%s", m1);
+    CHECK(snprintf(model1, sizeof model1, "tiny=%s", m1) < (int)sizeof model1);
     char conf[512], logpath[512];
     snprintf(conf, sizeof conf, "%s/reload.conf", tu_tmpdir());
     snprintf(logpath, sizeof logpath, "%s/reload.log", tu_tmpdir());
@@ -415,7 +415,7 @@ static void test_cli(const char *m1)
     char out[512];
     snprintf(out, sizeof out, "%s/cli.out", tu_tmpdir());
     char model1[300];
-    snprintf(model1, sizeof model1, "tiny=%s", m1);
+    CHECK(snprintf(model1, sizeof model1, "tiny=%s", m1) < (int)sizeof model1);
     struct {
         const char *args[8];
         int status;
