@@ -187,12 +187,32 @@ int main(int argc, char **argv)
         for (int s = 0; s < n_seqs; s++) kv_seq_free(kv, seqs[s]);
     }
 
+    /* the host (figures from different CPUs are not comparable), how busy it was, and
+     * whether the weights got 2 MiB pages (engine/filemap.h) */
+    char cpu[160] = "unknown";
+    FILE *ci = fopen("/proc/cpuinfo", "r");
+    if (ci) {
+        char line[256], name[128] = "?";
+        int fam = -1, mod = -1;
+        while (fgets(line, sizeof line, ci) && line[0] != '\n') { /* the first CPU's lines */
+            if (sscanf(line, "model name : %127[^\n]", name) == 1) continue;
+            if (sscanf(line, "cpu family : %d", &fam) == 1) continue;
+            (void)sscanf(line, "model : %d", &mod);
+        }
+        fclose(ci);
+        snprintf(cpu, sizeof cpu, "%s, family %d model %d", name, fam, mod);
+    }
+    double load = -1;
+    (void)getloadavg(&load, 1);
+    const char *pages = eng_map_pages_name(gguf_map_info(m->gguf).pages);
+
     /* median over the repetitions (the machine may be shared) */
     double prefill_tps = n_prompt / median(prefill_s, reps);
     double decode_tps = n_decode / median(decode_s, reps);
     double agg_tps = (double)n_decode * n_seqs / median(agg_s, reps);
     printf("model        %s (%s, %u layers, n_embd %u, vocab %d)\n", model_path, m->name,
            hp->n_layer, hp->n_embd, V);
+    printf("host         %s; load %.2f; weights in %s\n", cpu, load, pages);
     printf("threads      %d, kv %s, max_batch_tokens %d\n", eng_ctx_n_threads(ctx),
            dtype == KV_F16 ? "f16" : "f32", max_tokens);
     printf("%-28s %10s %12s\n", "measure", "tokens", "tok/s");
@@ -210,9 +230,11 @@ int main(int argc, char **argv)
             "{\n  \"model\": \"%s\",\n  \"threads\": %d,\n  \"kv_dtype\": \"%s\",\n"
             "  \"max_batch_tokens\": %d,\n  \"prefill_tokens\": %d,\n  \"prefill_tok_s\": %.2f,\n"
             "  \"decode_tokens\": %d,\n  \"decode_tok_s\": %.2f,\n  \"agg_seqs\": %d,\n"
-            "  \"agg_prompt_tokens\": %d,\n  \"agg_decode_tok_s\": %.2f,\n  \"reps\": %d\n}\n",
+            "  \"agg_prompt_tokens\": %d,\n  \"agg_decode_tok_s\": %.2f,\n  \"reps\": %d,\n"
+            "  \"cpu\": \"%s\",\n  \"loadavg_1m_at_end\": %.2f,\n  \"weights_pages\": \"%s\"\n}\n",
             model_path, eng_ctx_n_threads(ctx), dtype == KV_F16 ? "f16" : "f32", max_tokens,
-            n_prompt, prefill_tps, n_decode, decode_tps, n_seqs, n_sprompt, agg_tps, reps);
+            n_prompt, prefill_tps, n_decode, decode_tps, n_seqs, n_sprompt, agg_tps, reps, cpu, load,
+            pages);
     fclose(f);
     printf("wrote %s\n", out_path);
 

@@ -28,6 +28,11 @@ gen llama3.2-1b Q4_0 "$V/llama3-vocab.gguf"
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$here" rev-parse --short HEAD)," \
      "load $(cut -d' ' -f1-3 /proc/loadavg)"
+# figures from different CPUs do not compare; THP must not be "never" for 2 MiB pages
+echo "# host: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+     "family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+     "model $(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+     "$(nproc) CPUs, THP $(cat /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null || echo unknown)"
 for t in Q8_0 Q4_0; do
     m="$OUT/smollm2-135m-$t.gguf"
     for s in 16 64; do
