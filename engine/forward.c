@@ -25,6 +25,12 @@
 /* multiply-adds below which a kernel runs on the calling thread alone */
 #define ENG_PAR_MIN_WORK 65536.0
 
+/* what one thread did in a run: the fraction of the rows and the time it took */
+typedef struct mm_meas {
+    _Alignas(64) double frac;
+    long ns;
+} mm_meas;
+
 struct eng_ctx {
     const eng_model *model;
     kv_cache *kv;
@@ -68,6 +74,8 @@ struct eng_ctx {
      * of 1-2 tokens ([0]: they stream the weights) and of more ([1]: they compute), learned
      * from how long each thread took over its share in the runs before (mm_exec) */
     float *mm_share[2];
+    atomic_uchar *mm_taken; /* n_threads: the run in progress (mm_exec) */
+    mm_meas *mm_meas;       /* n_threads: the run in progress, 64-byte aligned */
 };
 
 /* ------------------------------------------------------------------ kv cache access */
@@ -329,12 +337,6 @@ typedef struct mm_seg {
     const void *act;   /* x quantized (eng_act_*), when w (and w2) can use it */
 } mm_seg;
 
-/* what one thread did in a run: the fraction of the rows and the time it took */
-typedef struct mm_meas {
-    _Alignas(64) double frac;
-    long ns;
-} mm_meas;
-
 typedef struct mm_run {
     eng_ctx *c;
     int nt, layer, n_seg;
@@ -519,8 +521,8 @@ static void mm_exec(eng_ctx *c, mm_run *j)
     const int n = c->n_threads;
     float *share = c->mm_share[j->nt > 2];
     float cum[ENG_POOL_MAX_THREADS + 1];
-    atomic_uchar taken[ENG_POOL_MAX_THREADS];
-    mm_meas meas[ENG_POOL_MAX_THREADS];
+    atomic_uchar *taken = c->mm_taken;
+    mm_meas *meas = c->mm_meas;
     cum[0] = 0.0f;
     for (int i = 0; i < n; i++) {
         cum[i + 1] = cum[i] + share[i];
@@ -990,6 +992,8 @@ void eng_ctx_free(eng_ctx *c)
     free(c->act);
     free(c->mm_share[0]);
     free(c->mm_share[1]);
+    free((void *)c->mm_taken);
+    free(c->mm_meas);
     free(c);
 }
 
@@ -1097,8 +1101,12 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
     rc = rc ? rc : checked_alloc((void **)&c->tile_t0, (size_t)c->max_tokens, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->mm_share[0], nth, sizeof(float));
     rc = rc ? rc : checked_alloc((void **)&c->mm_share[1], nth, sizeof(float));
-    if (rc == 0)
+    rc = rc ? rc : checked_alloc((void **)&c->mm_taken, nth, sizeof *c->mm_taken);
+    if (rc == 0) {
         for (size_t i = 0; i < nth; i++) c->mm_share[0][i] = c->mm_share[1][i] = 1.0f / (float)nth;
+        c->mm_meas = aligned_alloc(64, nth * sizeof *c->mm_meas); /* a multiple of 64 */
+        if (!c->mm_meas) rc = -ENOMEM;
+    }
     rc = rc ? rc : checked_alloc((void **)&c->entry_t0, (size_t)c->max_seqs, sizeof(int32_t));
     rc = rc ? rc : checked_alloc((void **)&c->entry_blocks, (size_t)c->max_seqs,
                                  sizeof(uint32_t *));
