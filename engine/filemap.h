@@ -6,11 +6,14 @@
  * page cache with 2 MiB entries, but only where the cached folios are 2 MiB: the folios are
  * made when the file is read in. A file that was just written (a download, a conversion) or
  * read with read(2) is cached in 4 KiB pages, and stays so until they are evicted.
- * eng_map_file() probes one 2 MiB window of the mapping; when it was cached and is not mapped
- * with a 2 MiB entry, it drops the file's cached pages that no process maps
- * (POSIX_FADV_DONTNEED; a file with pages not yet written back is flushed first) so that
- * the weights are read back from disk into 2 MiB folios as they are first touched. That
- * re-read happens once: the next start finds the large folios in the cache. */
+ * eng_map_file() maps at a 2 MiB boundary and probes one 2 MiB window: when the window is
+ * mapped with 4 KiB entries it drops that window's cached pages and reads it again; if it then
+ * comes back as a 2 MiB folio (the file system gives large folios), it drops the rest of the
+ * file's cached pages that no process maps (POSIX_FADV_DONTNEED; pages not yet written back
+ * are flushed first), so that the weights are read back from disk into 2 MiB folios as they
+ * are first touched. That re-read happens once: the next start finds the large folios in the
+ * cache. If the window stays in 4 KiB pages (tmpfs, a file system without large folios, pages
+ * mapped by another process), nothing else is dropped. */
 #ifndef LLAMAD_ENGINE_FILEMAP_H
 #define LLAMAD_ENGINE_FILEMAP_H
 
