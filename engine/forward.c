@@ -24,6 +24,9 @@
 
 /* multiply-adds below which a kernel runs on the calling thread alone */
 #define ENG_PAR_MIN_WORK 65536.0
+/* activation values below which their 8-bit quantization stays on the calling thread (with
+ * 64 tokens of 576 it went to the pool: the other thread only waited for it) */
+#define ENG_PAR_MIN_QUANT 4096.0
 
 /* what one thread did in a run: the fraction of the rows and the time it took */
 typedef struct mm_meas {
@@ -484,7 +487,7 @@ static void mm_quantize(eng_ctx *c, mm_run *j)
     }
     if (!x) return;
     act_job a = {x, n, (size_t)j->nt, c->act};
-    if (c->n_threads == 1 || (double)n * j->nt < ENG_PAR_MIN_WORK) act_worker(&a, 0, 1);
+    if (c->n_threads == 1 || (double)n * j->nt < ENG_PAR_MIN_QUANT) act_worker(&a, 0, 1);
     else eng_pool_run(c->pool, act_worker, &a);
 }
 
