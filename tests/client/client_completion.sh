@@ -12,19 +12,23 @@ complete_words() {
     _llamactl
     printf '%s\n' "${COMPREPLY[@]}"
 }
+# (the offers are captured first: with pipefail, `complete_words | grep -q` fails whenever
+# grep exits on its match before printf has written the rest: SIGPIPE)
 expect() { # description, expected word, words...
-    local what=$1 want=$2
+    local what=$1 want=$2 offers
     shift 2
-    if ! complete_words "$@" | grep -qx -- "$want"; then
+    offers=$(complete_words "$@")
+    if ! grep -qx -- "$want" <<<"$offers"; then
         echo "FAIL: $what: '$want' not offered for: $*" >&2
-        complete_words "$@" >&2 || true
+        printf '%s\n' "$offers" >&2
         fail=1
     fi
 }
 expect_not() {
-    local what=$1 bad=$2
+    local what=$1 bad=$2 offers
     shift 2
-    if complete_words "$@" | grep -qx -- "$bad"; then
+    offers=$(complete_words "$@")
+    if grep -qx -- "$bad" <<<"$offers"; then
         echo "FAIL: $what: '$bad' offered for: $*" >&2
         fail=1
     fi
