@@ -26,7 +26,7 @@
 #define ENG_PAR_MIN_WORK 65536.0
 /* activation values below which their 8-bit quantization stays on the calling thread (with
  * 64 tokens of 576 it went to the pool: the other thread only waited for it) */
-#define ENG_PAR_MIN_QUANT 4096.0
+#define ENG_PAR_MIN_QUANT 4096.0 /* (and the RMSNorm before it: mm_prepare) */
 
 /* what one thread did in a run: the fraction of the rows and the time it took */
 typedef struct mm_meas {
@@ -314,7 +314,7 @@ static void store_kv_range(eng_ctx *c, int layer, bool is_v, const float *src, i
 #define MM_UNIT 16
 /* chunks per thread aimed at, and the smallest chunk (in units). One chunk per thread,
  * claimed from a counter (a late thread takes the other's). With the activations quantized
- * once per run (mm_quantize) more chunks were measured too: 4 per thread lost 10-20%
+ * once per run (mm_prepare) more chunks were measured too: 4 per thread lost 10-20%
  * (SmolLM2-135M Q8_0, 2 threads: each thread's rows are no longer one stream that its
  * prefetches follow) */
 #define MM_CHUNKS_PER_THREAD 1
@@ -344,6 +344,7 @@ typedef struct mm_run {
     eng_ctx *c;
     int nt, layer, n_seg;
     mm_seg seg[MM_MAX_SEG];
+    const float *norm_x, *norm_w; /* mm_norm */
     long n_chunks;
     const float *cum;      /* n_chunks + 1 boundaries in [0, 1]: chunk ci is its share of
                             * every segment's units; NULL: equal chunks */
@@ -454,9 +455,12 @@ static void mm_add(mm_run *j, const eng_mat *w, const eng_mat *w2, const float *
 }
 
 typedef struct act_job {
-    const float *x;
+    float *x;              /* rows of n */
     size_t n, nt;
-    void *act;
+    void *act;             /* NULL: no quantization */
+    const float *norm_x;   /* non-NULL: x = RMSNorm(norm_x) * norm_w first */
+    const float *norm_w;
+    float eps;
 } act_job;
 
 static void act_worker(void *arg, int ith, int nth)
@@ -464,37 +468,58 @@ static void act_worker(void *arg, int ith, int nth)
     const act_job *a = arg;
     long t0, t1;
     eng_split_range((long)a->nt, ith, nth, &t0, &t1);
-    if (t0 < t1) eng_act_quantize(a->x, a->n, a->n, a->nt, (size_t)t0, (size_t)t1, a->act);
+    if (t0 >= t1) return;
+    if (a->norm_x)
+        rmsnorm_batch(a->x + (size_t)t0 * a->n, a->norm_x + (size_t)t0 * a->n, a->n, a->norm_w,
+                      (int)(t1 - t0), (int)a->n, a->eps);
+    if (a->act) eng_act_quantize(a->x, a->n, a->n, a->nt, (size_t)t0, (size_t)t1, a->act);
 }
 
-/* The segments whose weights use 8-bit activations share one quantization of their x (all
- * segments of a run read the same x): done here once, instead of in every kernel call of
- * every chunk. Same bits either way. */
-static void mm_quantize(eng_ctx *c, mm_run *j)
+/* Before a run's kernels: the RMSNorm of its input when mm_norm asked for one, then one 8-bit
+ * quantization of the x that the segments whose weights use 8-bit activations share (all
+ * segments of a run read the same x), instead of one in every kernel call of every chunk.
+ * Both are per token (each token's arithmetic is the same whoever does it), so they are split
+ * over the threads by tokens when there are enough values. Same bits either way. */
+static void mm_prepare(eng_ctx *c, mm_run *j)
 {
-    if (!c->act) return;
     const float *x = NULL;
     size_t n = 0;
-    for (int si = 0; si < j->n_seg; si++) {
+    for (int si = 0; c->act && si < j->n_seg; si++) {
         mm_seg *s = &j->seg[si];
         const size_t cols = (size_t)s->w->cols;
         if (!eng_act_supported(s->w->type, cols) || (s->w2 && !eng_act_supported(s->w2->type, cols)))
             continue;
         if (x && (s->x != x || cols != n)) continue;
+        if (j->norm_w && s->x != j->seg[0].x) continue;
         x = s->x;
         n = cols;
         s->act = c->act;
     }
-    if (!x) return;
-    act_job a = {x, n, (size_t)j->nt, c->act};
-    if (c->n_threads == 1 || (double)n * j->nt < ENG_PAR_MIN_QUANT) act_worker(&a, 0, 1);
+    act_job a = {(float *)x, n, (size_t)j->nt, x ? c->act : NULL, NULL, NULL, c->rms_eps};
+    if (j->norm_w) {
+        a.x = (float *)j->seg[0].x;
+        a.n = (size_t)c->E;
+        a.norm_x = j->norm_x;
+        a.norm_w = j->norm_w;
+    } else if (!x) {
+        return;
+    }
+    if (c->n_threads == 1 || (double)a.n * j->nt < ENG_PAR_MIN_QUANT) act_worker(&a, 0, 1);
     else eng_pool_run(c->pool, act_worker, &a);
+}
+
+/* the run's input (the x of its first segment, E wide) is RMSNorm(x) * w, computed by
+ * mm_prepare */
+static void mm_norm(mm_run *j, const float *x, const float *w)
+{
+    j->norm_x = x;
+    j->norm_w = w;
 }
 
 /* Runs the segments added with mm_add; the run's work is done when this returns. */
 static void mm_exec(eng_ctx *c, mm_run *j)
 {
-    mm_quantize(c, j);
+    mm_prepare(c, j);
     double work = 0;
     for (int si = 0; si < j->n_seg; si++) {
         const mm_seg *s = &j->seg[si];
@@ -1233,14 +1258,15 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
 
     /* Per layer: 5 pool runs. Q/K/V projections in one run (with RoPE and the K/V stores
      * on the rows just computed), attention, the output projection (+ residual), gate and up
-     * together (+ SwiGLU), the down projection (+ residual). The RMSNorms run on this thread
-     * between them (they need whole rows). */
+     * together (+ SwiGLU), the down projection (+ residual). The RMSNorms need whole rows:
+     * each runs before its matrices' run, split over the threads by tokens with the
+     * activations' quantization (mm_prepare). */
     attn_tiles(c, nt);
     for (int l = 0; l < c->L; l++) {
         const eng_layer *ly = &m->layers[l];
-        rmsnorm_batch(c->xb, c->x, (size_t)E, ly->attn_norm, nt, E, c->rms_eps);
         {
             mm_run j = {.c = c, .nt = nt, .layer = l};
+            mm_norm(&j, c->x, ly->attn_norm); /* xb = RMSNorm(x), before the kernels */
             const bool f = c->rope_fused;
             mm_add(&j, &ly->wq, NULL, c->xb, c->q, NULL, f ? POST_ROPE : POST_NONE);
             mm_add(&j, &ly->wk, NULL, c->xb, c->k, NULL, f ? POST_ROPE_K : POST_NONE);
@@ -1271,9 +1297,9 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
             mm_add(&j, &ly->wo, NULL, c->att, c->xb, NULL, POST_ADD);
             mm_exec(c, &j);
         }
-        rmsnorm_batch(c->xb, c->x, (size_t)E, ly->ffn_norm, nt, E, c->rms_eps);
         {
             mm_run j = {.c = c, .nt = nt, .layer = l};
+            mm_norm(&j, c->x, ly->ffn_norm);
             mm_add(&j, &ly->w_gate, &ly->w_up, c->xb, c->hb, c->hb2, POST_SWIGLU);
             mm_exec(c, &j);
         }
