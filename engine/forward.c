@@ -7,7 +7,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #if defined(__F16C__) && defined(__AVX__)
 #include <immintrin.h>
@@ -77,7 +76,8 @@ struct eng_ctx {
      * of 1-2 tokens ([0]: they stream the weights) and of more ([1]: they compute), learned
      * from how long each thread took over its share in the runs before (mm_exec) */
     float *mm_share[2];
-    atomic_uchar *mm_taken; /* n_threads: the run in progress (mm_exec) */
+    atomic_uchar *mm_taken; /* n_threads: the run in progress: chunk i claimed (thread i tries
+                             * its own first; mm_worker) */
     mm_meas *mm_meas;       /* n_threads: the run in progress, 64-byte aligned */
 };
 
@@ -348,8 +348,6 @@ typedef struct mm_run {
     long n_chunks;
     const float *cum;      /* n_chunks + 1 boundaries in [0, 1]: chunk ci is its share of
                             * every segment's units; NULL: equal chunks */
-    atomic_uchar *taken;   /* with cum: chunk ci claimed (thread ci tries its own first) */
-    mm_meas *meas;         /* with cum: per thread */
     _Alignas(64) atomic_long next;
 } mm_run;
 
@@ -415,13 +413,6 @@ static void mm_chunk(mm_run *j, long ci)
     }
 }
 
-static long mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long)ts.tv_sec * 1000000000L + ts.tv_nsec;
-}
-
 static void mm_worker(void *arg, int ith, int nth)
 {
     mm_run *j = arg;
@@ -435,16 +426,16 @@ static void mm_worker(void *arg, int ith, int nth)
         return;
     }
     /* its own chunk first, then any left (a thread that starts late loses its chunk) */
-    const long t0 = mono_ns();
+    const long t0 = eng_now_ns();
     double frac = 0;
     for (long k = 0; k < j->n_chunks; k++) {
         const long ci = (ith + k) % j->n_chunks;
-        if (atomic_exchange_explicit(&j->taken[ci], 1, memory_order_relaxed)) continue;
+        if (atomic_exchange_explicit(&j->c->mm_taken[ci], 1, memory_order_relaxed)) continue;
         mm_chunk(j, ci);
         frac += (double)(j->cum[ci + 1] - j->cum[ci]);
     }
-    j->meas[ith].frac = frac;
-    j->meas[ith].ns = mono_ns() - t0;
+    j->c->mm_meas[ith].frac = frac;
+    j->c->mm_meas[ith].ns = eng_now_ns() - t0;
 }
 
 static void mm_add(mm_run *j, const eng_mat *w, const eng_mat *w2, const float *x, float *y,
@@ -559,8 +550,6 @@ static void mm_exec(eng_ctx *c, mm_run *j)
     }
     cum[n] = 1.0f;
     j->cum = cum;
-    j->taken = taken;
-    j->meas = meas;
     eng_pool_run(c->pool, mm_worker, j);
     /* a thread's speed: its fraction per ns; move the shares 1/8 of the way towards the
      * speeds' proportions, when every thread did its own chunk (a late one did none) */

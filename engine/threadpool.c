@@ -51,7 +51,7 @@ struct eng_pool {
     void *arg;
 };
 
-static long now_ns(void)
+long eng_now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -68,7 +68,7 @@ static unsigned long wait_gen(eng_pool *pool, unsigned long seen)
         if (g != seen) return g;
         cpu_relax();
         if ((i & 255) == 255) {
-            long t = now_ns();
+            long t = eng_now_ns();
             if (t0 == 0) t0 = t;
             else if (t - t0 > ENG_POOL_SPIN_NS) break;
         }

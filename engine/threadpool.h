@@ -23,6 +23,9 @@ void eng_pool_run(eng_pool *pool, eng_pool_fn fn, void *arg);
 /* The i-th of n equal contiguous parts of [0, total): [*ret_lo, *ret_hi). */
 void eng_split_range(long total, int i, int n, long *ret_lo, long *ret_hi);
 
+/* CLOCK_MONOTONIC in nanoseconds (the pool's spin limit; the engine's per-thread timings). */
+long eng_now_ns(void);
+
 /* Physical cores of this machine (distinct core ids), at least 1. */
 int eng_physical_cores(void);
 
