@@ -94,7 +94,7 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
             CHECK_MSG(same_bits(d, yfull[t * ldy + r]), "%s: dot_row row %zu token %zu differs",
                       what, r, t);
         }
-    static const size_t nts[] = {1, 2, 3, 7, 64, 65};
+    static const size_t nts[] = {1, 2, 3, 5, 7, 12, 16, 17, 64, 65};
     for (size_t ni = 0; ni < sizeof nts / sizeof nts[0]; ni++) {
         size_t nt = nts[ni];
         for (int rep = 0; rep < 4; rep++) {
@@ -125,7 +125,7 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
         CHECK(ab > 0);
         void *act = aligned_alloc(64, (ab + 63) / 64 * 64);
         CHECK(act);
-        static const size_t ants[] = {1, 2, 3, 17, 64, 70};
+        static const size_t ants[] = {1, 2, 3, 9, 16, 17, 64, 70};
         for (size_t ni = 0; ni < sizeof ants / sizeof ants[0]; ni++) {
             size_t nt = ants[ni], r0 = rng_u32() % nrows, r1 = r0 + 1 + rng_u32() % (nrows - r0);
             if (ni == 0) { r0 = 0; r1 = nrows; }
@@ -334,10 +334,15 @@ static void check_types(void)
 static void check_large(void)
 {
     static const uint32_t types[] = {ENG_TYPE_Q8_0, ENG_TYPE_Q4_0, ENG_TYPE_Q4_K};
-    const size_t n = 2304, nrows = 37;
-    float *wf = malloc(n * sizeof(float));
-    CHECK(wf);
+    /* the long rows: at and past the longest row the 3-16-token kernel interleaves (16384),
+     * a few rows each to keep the double-precision reference quick */
+    static const struct { size_t n, nrows; } shapes[] = {{2304, 37}, {16384, 5}, {16416, 3}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        const size_t n = shapes[si].n, nrows = shapes[si].nrows;
+        if (si > 0 && types[ti] == ENG_TYPE_Q4_K) continue;
+        float *wf = malloc(n * sizeof(float));
+        CHECK(wf);
         size_t rb;
         CHECK_EQ_INT(eng_row_bytes(types[ti], n, &rb), 0);
         const size_t stride = rb + 6;
@@ -348,11 +353,12 @@ static void check_large(void)
             CHECK_EQ_INT(eng_quantize_row(types[ti], wf, w + r * stride, n), 0);
         }
         char what[64];
-        snprintf(what, sizeof what, "%s random", eng_type_name(types[ti]));
+        snprintf(what, sizeof what, "%s random, n %zu", eng_type_name(types[ti]), n);
         check_matrix(what, types[ti], w, stride, n, nrows);
         free(w);
+        free(wf);
     }
-    free(wf);
+    const size_t n = 2304, nrows = 37;
     /* Q6_K (no quantizer here): random bytes with a sane scale d per super-block */
     size_t rb;
     CHECK_EQ_INT(eng_row_bytes(ENG_TYPE_Q6_K, n, &rb), 0);
