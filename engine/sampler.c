@@ -300,6 +300,12 @@ static int32_t first_max(const float *x, int32_t n, float *ret_max)
     return best;
 }
 
+int32_t smp_argmax(const float *x, int32_t n)
+{
+    float mx;
+    return first_max(x, n, &mx);
+}
+
 int smp_sample(smp_sampler *s, smp_seq *q, const float *logits, smp_result *ret, eng_error *err)
 {
     const int32_t V = s->n_vocab;

@@ -129,6 +129,14 @@ static void test_greedy_scan(void)
         smp_result r;
         CHECK(smp_sample(s, q, l, &r, &err) == 0);
         CHECK_EQ_INT(r.token, ties[c][0]);
+        CHECK_EQ_INT(smp_argmax(l, BV), ties[c][0]);
+        /* shorter arrays end inside and after a vector */
+        for (int32_t n = 1; n <= 40; n++) {
+            int32_t want = 0;
+            for (int32_t i = 1; i < n; i++)
+                if (l[i] > l[want]) want = i;
+            CHECK_EQ_INT(smp_argmax(l, n), want);
+        }
     }
     for (int i = 0; i < BV; i++) l[i] = i % 2 ? 0.0f : -0.0f; /* all equal */
     l[0] = -1.0f;
@@ -147,6 +155,7 @@ static void test_greedy_scan(void)
         l[bad[c][0]] = what[c];
         char want[64];
         snprintf(want, sizeof want, "logit %d is not finite", bad[c][0]);
+        CHECK_EQ_INT(smp_argmax(l, BV), -(1 + bad[c][0]));
         CHECK(smp_sample(s, q, l, &r, &err) == -EINVAL);
         CHECK_MSG(strstr(err.msg, want) != NULL, "%s (want %s)", err.msg, want);
     }
