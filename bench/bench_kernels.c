@@ -22,7 +22,7 @@ int main(int argc, char **argv)
     size_t rows = argc > 2 ? (size_t)atol(argv[1]) : 1536, n = argc > 2 ? (size_t)atol(argv[2]) : 576;
     static const uint32_t types[] = {ENG_TYPE_F32, ENG_TYPE_F16, ENG_TYPE_Q8_0, ENG_TYPE_Q4_0, ENG_TYPE_Q4_K,
                                      ENG_TYPE_Q6_K};
-    static const size_t nts[] = {1, 3, 4, 8, 16, 64, 128};
+    static const size_t nts[] = {1, 3, 4, 8, 16, 32, 48, 64, 128};
     float *wf = malloc(rows * n * sizeof(float)), *x = malloc(128 * n * sizeof(float));
     float *y = malloc(128 * rows * sizeof(float));
     uint8_t *w = malloc(rows * n * 4);

@@ -24,7 +24,7 @@
  * Four shapes of the same arithmetic: one or two tokens (decode) read 8 rows in place (mv8);
  * more tokens interleave the integer weights of 8 rows (mm8) or 16 rows (mm16, AVX-512) block
  * by block so that one vpdpbusd against 4 broadcast activations serves every row of the group;
- * 9-16 tokens of Q8_0/Q4_0 with AVX-512 interleave the tokens instead and broadcast the
+ * 9-64 tokens of Q8_0/Q4_0 with AVX-512 interleave the tokens instead and broadcast the
  * weights, read in place (mt16).
  * Integer sums are exact whatever the instruction set (VNNI vpdpbusd with an offset
  * correction, AVX2 maddubs with the sign trick, or plain C) and in any order, so the AVX2 and
@@ -942,8 +942,9 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
     }
 }
 
-/* ---- 9 to 16 tokens, AVX-512, Q8_0 and Q4_0 (the batched decode of 9-16 sequences): the
- * tokens in the 16 lanes of a vector instead of the rows. The activations (small) are
+/* ---- 9 to 64 tokens, AVX-512, Q8_0 and Q4_0 (the batched decode of 9-64 sequences): the
+ * tokens in the 16 lanes of a vector instead of the rows (beyond 16 tokens, one vector of 16
+ * after the other over each run of rows). The activations (small) are
  * interleaved once per call: vector (b, j) holds, for each token, its 4 activations
  * 4j..4j+3 of block b. A row's 4 integer weights are broadcast to every lane, read in place:
  * nothing is prepared per row group (mm16's interleave of 16 rows cost as much as a third of
@@ -954,42 +955,46 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
  * 8 tokens 118 against 127 GMAC/s in cache, 113 against 110 from memory). */
 
 #define QQ_MT_MIN 9      /* fewest tokens */
-#define QQ_MT_MAXN 16384 /* longest row (elements) whose interleaved activations fit */
 #define QQ_MT_ROWS 4     /* rows side by side: 8 int + 4 f32 accumulators, 8 activations
                           * and the constants in the 32 registers (8 rows spill: -25%) */
 #define QQ_MT_PF 4       /* row groups ahead for the prefetch */
+#define QQ_MT_RUN 65536  /* bytes of weights per run of rows, beyond 16 tokens */
+#define QQ_MT_MAX 64     /* most tokens: 4 vectors of 16 */
+#define QQ_MT_BLK 512    /* blocks x vectors the interleaved activations take: rows of up to
+                          * 16384 elements for 16 tokens, 4096 for 64 */
 
 typedef struct xt16 {
-    _Alignas(64) int32_t x[QQ_MT_MAXN / 32][8][16]; /* [block][j][token] */
-    _Alignas(64) int32_t cr[QQ_MT_MAXN / 32][16];   /* offset correction [block][token] */
-    _Alignas(64) float dx[QQ_MT_MAXN / 32][16];     /* activation scale [block][token] */
+    _Alignas(64) int32_t x[QQ_MT_BLK * 8 * 16]; /* [block][j][vector][token % 16] */
+    _Alignas(64) int32_t cr[QQ_MT_BLK * 16];    /* offset correction [block][vector][token % 16] */
+    _Alignas(64) float dx[QQ_MT_BLK * 16];      /* activation scale [block][vector][token % 16] */
 } xt16;
 
-/* the interleaved activations of ntg (<= 16) tokens, nb blocks each; lanes past ntg are 0
- * (their sums are 0 and never stored) */
-static void xt16_fill(const qx *toks, size_t ntg, size_t nb, int slot, xt16 *X)
+/* the interleaved activations of ntg tokens in nv = ntg / 16 rounded up vectors, nb blocks
+ * each (nb * nv <= QQ_MT_BLK); lanes past ntg are 0 (their sums are 0, never stored) */
+static void xt16_fill(const qx *toks, size_t ntg, size_t nv, size_t nb, int slot, xt16 *X)
 {
-    const __mmask16 live = (__mmask16)((1u << ntg) - 1);
-    int32_t off[16], coff[16];
-    for (size_t t = 0; t < 16; t++) {
-        const size_t u = t < ntg ? t : 0;
-        off[t] = (int32_t)(toks[u].xq - toks[0].xq);
-        coff[t] = (int32_t)((toks[u].cr - toks[0].cr) + (ptrdiff_t)slot * (ptrdiff_t)nb);
-    }
-    int32_t doff[16];
-    for (size_t t = 0; t < 16; t++) doff[t] = (int32_t)(toks[t < ntg ? t : 0].dx - toks[0].dx);
-    const __m512i xi = _mm512_loadu_si512((const void *)off), ci = _mm512_loadu_si512((const void *)coff);
-    const __m512i di = _mm512_loadu_si512((const void *)doff);
-    for (size_t b = 0; b < nb; b++) {
-        for (int j = 0; j < 8; j++)
-            _mm512_store_si512((void *)X->x[b][j],
-                               _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, xi,
-                                                           (const void *)(toks[0].xq + 32 * b + 4 * j), 1));
-        _mm512_store_si512((void *)X->cr[b],
-                           _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, ci,
-                                                       (const void *)(toks[0].cr + b), 4));
-        _mm512_store_ps(X->dx[b], _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, di,
-                                                           (const void *)(toks[0].dx + b), 4));
+    for (size_t v = 0; v < nv; v++) {
+        const qx *tv = toks + 16 * v;
+        const size_t nl = ntg - 16 * v < 16 ? ntg - 16 * v : 16;
+        const __mmask16 live = (__mmask16)(nl >= 16 ? 0xFFFFu : (1u << nl) - 1);
+        int32_t off[16], coff[16], doff[16];
+        for (size_t t = 0; t < 16; t++) {
+            const qx *u = &tv[t < nl ? t : 0];
+            off[t] = (int32_t)(u->xq - tv[0].xq);
+            coff[t] = (int32_t)((u->cr - tv[0].cr) + (ptrdiff_t)slot * (ptrdiff_t)nb);
+            doff[t] = (int32_t)(u->dx - tv[0].dx);
+        }
+        const __m512i xi = _mm512_loadu_si512((const void *)off), ci = _mm512_loadu_si512((const void *)coff);
+        const __m512i di = _mm512_loadu_si512((const void *)doff), z = _mm512_setzero_si512();
+        for (size_t b = 0; b < nb; b++) {
+            for (size_t j = 0; j < 8; j++)
+                _mm512_store_si512((void *)&X->x[((b * 8 + j) * nv + v) * 16],
+                                   _mm512_mask_i32gather_epi32(z, live, xi, (const void *)(tv[0].xq + 32 * b + 4 * j), 1));
+            _mm512_store_si512((void *)&X->cr[(b * nv + v) * 16],
+                               _mm512_mask_i32gather_epi32(z, live, ci, (const void *)(tv[0].cr + b), 4));
+            _mm512_store_ps(&X->dx[(b * nv + v) * 16],
+                            _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, di, (const void *)(tv[0].dx + b), 4));
+        }
     }
 }
 
@@ -998,7 +1003,7 @@ static void xt16_fill(const qx *toks, size_t ntg, size_t nb, int slot, xt16 *X)
  * acc = fma(float(lo + hi), a * dx, acc) per row, one lane per token */
 static inline __attribute__((always_inline)) void
 mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const xt16 *X,
-       size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
+       size_t nv, size_t v, size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
 {
     const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
     const __m512i c80 = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0F);
@@ -1012,9 +1017,9 @@ mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const
         const bool pf = r1 - rg >= (QQ_MT_PF + 1) * QQ_MT_ROWS;
         for (size_t b = 0; b < nb; b++) {
             __m512i xv[8];
-            for (int j = 0; j < 8; j++) xv[j] = _mm512_load_si512((const void *)X->x[b][j]);
-            const __m512i crv = _mm512_load_si512((const void *)X->cr[b]);
-            const __m512 dxv = _mm512_load_ps(X->dx[b]);
+            for (int j = 0; j < 8; j++) xv[j] = _mm512_load_si512((const void *)&X->x[((b * 8 + (size_t)j) * nv + v) * 16]);
+            const __m512i crv = _mm512_load_si512((const void *)&X->cr[(b * nv + v) * 16]);
+            const __m512 dxv = _mm512_load_ps(&X->dx[(b * nv + v) * 16]);
             if (pf) {
                 const char *a = (const char *)row[0] + QQ_MT_PF * QQ_MT_ROWS * row_bytes + QQ_MT_ROWS * bb * b;
                 _mm_prefetch(a, _MM_HINT_T0);
@@ -1049,13 +1054,26 @@ mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const
     }
 }
 
+/* QQ_MT_MIN..QQ_MT_MAX tokens of Q8_0 or Q4_0 with nb * vectors <= QQ_MT_BLK. Beyond 16
+ * tokens, each vector of 16 in turn over runs of rows small enough (QQ_MT_RUN bytes) to be
+ * read from memory once and from the cache for the other vectors. */
 static void mt16(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *toks,
                  size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
 {
     static _Thread_local xt16 X;
-    xt16_fill(toks, ntg, nb, corr_slot(type), &X);
-    if (type == ENG_TYPE_Q8_0) mt16_n(ENG_TYPE_Q8_0, w, row_bytes, nb, &X, ntg, y, ldy, r0, r1);
-    else mt16_n(ENG_TYPE_Q4_0, w, row_bytes, nb, &X, ntg, y, ldy, r0, r1);
+    const size_t nv = (ntg + 15) / 16;
+    xt16_fill(toks, ntg, nv, nb, corr_slot(type), &X);
+    size_t run = QQ_MT_RUN / row_bytes / QQ_MT_ROWS * QQ_MT_ROWS;
+    if (nv == 1 || run < QQ_MT_ROWS) run = r1 - r0;
+    for (size_t a = r0; a < r1; a += run) {
+        const size_t b = r1 - a < run ? r1 : a + run;
+        for (size_t v = 0; v < nv; v++) {
+            const size_t nl = ntg - 16 * v < 16 ? ntg - 16 * v : 16;
+            float *yv = y + 16 * v * ldy;
+            if (type == ENG_TYPE_Q8_0) mt16_n(ENG_TYPE_Q8_0, w, row_bytes, nb, &X, nv, v, nl, yv, ldy, a, b);
+            else mt16_n(ENG_TYPE_Q4_0, w, row_bytes, nb, &X, nv, v, nl, yv, ldy, a, b);
+        }
+    }
 }
 #endif
 
@@ -1075,7 +1093,7 @@ static void run_group(uint32_t type, const void *w, size_t row_bytes, size_t n, 
     }
 #endif
 #if defined(QQ_Z)
-    if (ntg >= QQ_MT_MIN && ntg <= 16 && n <= QQ_MT_MAXN &&
+    if (ntg >= QQ_MT_MIN && ntg <= QQ_MT_MAX && nb * ((ntg + 15) / 16) <= QQ_MT_BLK &&
         (type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0)) {
         mt16(type, (const uint8_t *)w, row_bytes, nb, toks, ntg, y, ldy, r0, r1);
         return;

@@ -94,7 +94,7 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
             CHECK_MSG(same_bits(d, yfull[t * ldy + r]), "%s: dot_row row %zu token %zu differs",
                       what, r, t);
         }
-    static const size_t nts[] = {1, 2, 3, 5, 7, 12, 16, 17, 64, 65};
+    static const size_t nts[] = {1, 2, 3, 5, 7, 12, 16, 17, 33, 48, 64, 65};
     for (size_t ni = 0; ni < sizeof nts / sizeof nts[0]; ni++) {
         size_t nt = nts[ni];
         for (int rep = 0; rep < 4; rep++) {
@@ -334,9 +334,10 @@ static void check_types(void)
 static void check_large(void)
 {
     static const uint32_t types[] = {ENG_TYPE_Q8_0, ENG_TYPE_Q4_0, ENG_TYPE_Q4_K};
-    /* the long rows: at and past the longest row the 3-16-token kernel interleaves (16384),
-     * a few rows each to keep the double-precision reference quick */
-    static const struct { size_t n, nrows; } shapes[] = {{2304, 37}, {16384, 5}, {16416, 3}};
+    /* long rows, a few each to keep the double-precision reference quick: at and past the
+     * longest rows whose activations the 9-64-token kernel interleaves (16384 elements for
+     * 16 tokens, 4096 for 64) */
+    static const struct { size_t n, nrows; } shapes[] = {{2304, 37}, {4096, 6}, {4128, 3}, {16384, 5}, {16416, 3}};
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const size_t n = shapes[si].n, nrows = shapes[si].nrows;
