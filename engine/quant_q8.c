@@ -24,8 +24,8 @@
  * Four shapes of the same arithmetic: one or two tokens (decode) read 8 rows in place (mv8);
  * more tokens interleave the integer weights of 8 rows (mm8) or 16 rows (mm16, AVX-512) block
  * by block so that one vpdpbusd against 4 broadcast activations serves every row of the group;
- * 9-64 tokens of Q8_0/Q4_0 with AVX-512 interleave the tokens instead and broadcast the
- * weights, read in place (mt16).
+ * 6-64 tokens of Q8_0 (9-64 of Q4_0) with AVX-512 interleave the tokens instead and
+ * broadcast the weights, read in place (mt16).
  * Integer sums are exact whatever the instruction set (VNNI vpdpbusd with an offset
  * correction, AVX2 maddubs with the sign trick, or plain C) and in any order, so the AVX2 and
  * AVX-512 builds agree to the bit; the portable build (no FMA) differs in the last bits.
@@ -942,7 +942,7 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
     }
 }
 
-/* ---- 9 to 64 tokens, AVX-512, Q8_0 and Q4_0 (the batched decode of 9-64 sequences): the
+/* ---- 6 (Q8_0) or 9 (Q4_0) to 64 tokens, AVX-512 (the batched decode of that many sequences): the
  * tokens in the 16 lanes of a vector instead of the rows (beyond 16 tokens, one vector of 16
  * after the other over each run of rows). The activations (small) are
  * interleaved once per call: vector (b, j) holds, for each token, its 4 activations
@@ -951,10 +951,12 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
  * its kernel at 16 tokens), and one vpdpbusd adds those 4 products for every token. The
  * rows stream in order, prefetched QQ_MT_PF groups ahead. Per (row, token) the same exact
  * block sums and the same fma per block, in the same order, as every other shape.
- * Below 9 tokens the lanes left empty cost more than mm16's interleave (bench_kernels:
- * 8 tokens 118 against 127 GMAC/s in cache, 113 against 110 from memory). */
+ * With fewer tokens the lanes left empty cost more than mm16's interleave of rows read from
+ * memory (bench_engine, alternate steps: Q8_0 at 6 and 8 streams +4-7% with mt16, at 3-4
+ * streams -3-9%, at 5 even; Q4_0 at 6 and 8 streams -4-11%). */
 
-#define QQ_MT_MIN 9      /* fewest tokens */
+#define QQ_MT_MIN_Q8 6   /* fewest tokens, Q8_0 */
+#define QQ_MT_MIN_Q4 9   /* fewest tokens, Q4_0 (half the bytes: mm16's interleave costs less) */
 #define QQ_MT_ROWS 4     /* rows side by side: 8 int + 4 f32 accumulators, 8 activations
                           * and the constants in the 32 registers (8 rows spill: -25%) */
 #define QQ_MT_PF 4       /* row groups ahead for the prefetch */
@@ -1054,7 +1056,7 @@ mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const
     }
 }
 
-/* QQ_MT_MIN..QQ_MT_MAX tokens of Q8_0 or Q4_0 with nb * vectors <= QQ_MT_BLK. Beyond 16
+/* QQ_MT_MIN_Q8 (Q4_0: _Q4)..QQ_MT_MAX tokens of Q8_0 or Q4_0 with nb * vectors <= QQ_MT_BLK. Beyond 16
  * tokens, each vector of 16 in turn over runs of rows small enough (QQ_MT_RUN bytes) to be
  * read from memory once and from the cache for the other vectors. */
 static void mt16(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *toks,
@@ -1093,7 +1095,8 @@ static void run_group(uint32_t type, const void *w, size_t row_bytes, size_t n, 
     }
 #endif
 #if defined(QQ_Z)
-    if (ntg >= QQ_MT_MIN && ntg <= QQ_MT_MAX && nb * ((ntg + 15) / 16) <= QQ_MT_BLK &&
+    const size_t mt_min = type == ENG_TYPE_Q8_0 ? QQ_MT_MIN_Q8 : QQ_MT_MIN_Q4;
+    if (ntg >= mt_min && ntg <= QQ_MT_MAX && nb * ((ntg + 15) / 16) <= QQ_MT_BLK &&
         (type == ENG_TYPE_Q8_0 || type == ENG_TYPE_Q4_0)) {
         mt16(type, (const uint8_t *)w, row_bytes, nb, toks, ntg, y, ldy, r0, r1);
         return;

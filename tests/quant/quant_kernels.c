@@ -94,7 +94,7 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
             CHECK_MSG(same_bits(d, yfull[t * ldy + r]), "%s: dot_row row %zu token %zu differs",
                       what, r, t);
         }
-    static const size_t nts[] = {1, 2, 3, 5, 7, 12, 16, 17, 33, 48, 64, 65};
+    static const size_t nts[] = {1, 2, 3, 5, 6, 7, 8, 12, 16, 17, 33, 48, 64, 65};
     for (size_t ni = 0; ni < sizeof nts / sizeof nts[0]; ni++) {
         size_t nt = nts[ni];
         for (int rep = 0; rep < 4; rep++) {
@@ -125,7 +125,7 @@ static void check_matrix(const char *what, uint32_t type, const uint8_t *w, size
         CHECK(ab > 0);
         void *act = aligned_alloc(64, (ab + 63) / 64 * 64);
         CHECK(act);
-        static const size_t ants[] = {1, 2, 3, 9, 16, 17, 64, 70};
+        static const size_t ants[] = {1, 2, 3, 6, 9, 16, 17, 64, 70};
         for (size_t ni = 0; ni < sizeof ants / sizeof ants[0]; ni++) {
             size_t nt = ants[ni], r0 = rng_u32() % nrows, r1 = r0 + 1 + rng_u32() % (nrows - r0);
             if (ni == 0) { r0 = 0; r1 = nrows; }
