@@ -942,9 +942,9 @@ static void mm16(uint32_t type, const void *w, size_t row_bytes, size_t nb, cons
     }
 }
 
-/* ---- 6 (Q8_0) or 9 (Q4_0) to 64 tokens, AVX-512 (the batched decode of that many sequences): the
- * tokens in the 16 lanes of a vector instead of the rows (beyond 16 tokens, one vector of 16
- * after the other over each run of rows). The activations (small) are
+/* ---- 6 (Q8_0) or 9 (Q4_0) to 64 tokens, AVX-512 (the batched decode of that many
+ * sequences): the tokens in the 16 lanes of a vector instead of the rows (beyond 16 tokens,
+ * one vector of 16 after the other over each run of rows). The activations (small) are
  * interleaved once per call: vector (b, j) holds, for each token, its 4 activations
  * 4j..4j+3 of block b. A row's 4 integer weights are broadcast to every lane, read in place:
  * nothing is prepared per row group (mm16's interleave of 16 rows cost as much as a third of
@@ -1056,9 +1056,9 @@ mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const
     }
 }
 
-/* QQ_MT_MIN_Q8 (Q4_0: _Q4)..QQ_MT_MAX tokens of Q8_0 or Q4_0 with nb * vectors <= QQ_MT_BLK. Beyond 16
- * tokens, each vector of 16 in turn over runs of rows small enough (QQ_MT_RUN bytes) to be
- * read from memory once and from the cache for the other vectors. */
+/* QQ_MT_MIN_Q8 (Q4_0: QQ_MT_MIN_Q4) to QQ_MT_MAX tokens of Q8_0 or Q4_0, nb * vectors <=
+ * QQ_MT_BLK. Beyond 16 tokens, each vector of 16 in turn over runs of rows small enough
+ * (QQ_MT_RUN bytes) to be read from memory once and from the cache for the other vectors. */
 static void mt16(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *toks,
                  size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
 {
@@ -1067,13 +1067,13 @@ static void mt16(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, c
     xt16_fill(toks, ntg, nv, nb, corr_slot(type), &X);
     size_t run = QQ_MT_RUN / row_bytes / QQ_MT_ROWS * QQ_MT_ROWS;
     if (nv == 1 || run < QQ_MT_ROWS) run = r1 - r0;
-    for (size_t a = r0; a < r1; a += run) {
-        const size_t b = r1 - a < run ? r1 : a + run;
+    for (size_t ra = r0; ra < r1; ra += run) {
+        const size_t rb = r1 - ra < run ? r1 : ra + run;
         for (size_t v = 0; v < nv; v++) {
             const size_t nl = ntg - 16 * v < 16 ? ntg - 16 * v : 16;
             float *yv = y + 16 * v * ldy;
-            if (type == ENG_TYPE_Q8_0) mt16_n(ENG_TYPE_Q8_0, w, row_bytes, nb, &X, nv, v, nl, yv, ldy, a, b);
-            else mt16_n(ENG_TYPE_Q4_0, w, row_bytes, nb, &X, nv, v, nl, yv, ldy, a, b);
+            if (type == ENG_TYPE_Q8_0) mt16_n(ENG_TYPE_Q8_0, w, row_bytes, nb, &X, nv, v, nl, yv, ldy, ra, rb);
+            else mt16_n(ENG_TYPE_Q4_0, w, row_bytes, nb, &X, nv, v, nl, yv, ldy, ra, rb);
         }
     }
 }

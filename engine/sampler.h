@@ -73,12 +73,12 @@ typedef struct smp_sampler smp_sampler;
 typedef struct smp_seq smp_seq;
 
 int smp_sampler_create(int32_t n_vocab, smp_sampler **ret, eng_error *err);
+void smp_sampler_free(smp_sampler *s);
 
 /* The greedy choice without penalties, as smp_sample makes it: the lowest index holding the
  * largest of x[0..n) (n >= 1), in one vectorized pass; -(1 + i) if x[i] is the first value
  * that is not finite. */
 int32_t smp_argmax(const float *x, int32_t n);
-void smp_sampler_free(smp_sampler *s);
 
 /* Validates p (see smp_params_validate) and creates the request state. */
 int smp_seq_create(const smp_params *p, int32_t n_vocab, smp_seq **ret, eng_error *err);

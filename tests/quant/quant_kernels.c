@@ -335,10 +335,10 @@ static void check_large(void)
 {
     static const uint32_t types[] = {ENG_TYPE_Q8_0, ENG_TYPE_Q4_0, ENG_TYPE_Q4_K};
     /* long rows, a few each to keep the double-precision reference quick: at and past the
-     * longest rows whose activations the 9-64-token kernel interleaves (16384 elements for
-     * 16 tokens, 4096 for 64) */
+     * longest rows whose activations the token-lane kernel (mt16: 6-64 tokens of Q8_0, 9-64
+     * of Q4_0) interleaves (16384 elements for 16 tokens, 4096 for 64) */
     static const struct { size_t n, nrows; } shapes[] = {{2304, 37}, {4096, 6}, {4128, 3}, {16384, 5}, {16416, 3}};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
         const size_t n = shapes[si].n, nrows = shapes[si].nrows;
         if (si > 0 && types[ti] == ENG_TYPE_Q4_K) continue;
@@ -358,6 +358,7 @@ static void check_large(void)
         check_matrix(what, types[ti], w, stride, n, nrows);
         free(w);
         free(wf);
+    }
     }
     const size_t n = 2304, nrows = 37;
     /* Q6_K (no quantizer here): random bytes with a sane scale d per super-block */
