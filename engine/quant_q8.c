@@ -540,6 +540,132 @@ mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size
     }
 }
 
+#if defined(QQ_Z)
+/* Q8_0 and Q4_0 with 512-bit vectors: blocks b and b + 1 of a row in one vector (b in the low
+ * half, each as wblock gives it), so the weights' unpacking, the dot products, the lanes'
+ * reduction and the scale gather are shared by two blocks. The block sums and the fma per
+ * block, in block order, are mv8's: the bits do not change. An odd last block goes through
+ * mv8's 256-bit step. */
+static inline __m512i wpair(uint32_t type, const uint8_t *row, size_t b)
+{
+    if (type == ENG_TYPE_Q8_0) {
+        const uint8_t *p = row + 34 * b + 2;
+        const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
+                                             _mm256_loadu_si256((const __m256i *)(p + 34)), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    }
+    /* Q4_0: each block's 16 bytes in both quarters of its half, the upper quarter shifted
+     * down by 4 (wblock's unpacking) */
+    const uint8_t *p = row + 18 * b + 2;
+    const __m512i h = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p))),
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(p + 18))), 1);
+    return _mm512_and_si512(_mm512_srlv_epi64(h, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
+                            _mm512_set1_epi8(0x0F));
+}
+
+/* v[r]: row r's dot lanes of two blocks (8 each) -> lane r of the low half: row r's block
+ * sum of the first block, of the high half: of the second (exact integer sums) */
+static inline __m512i hsum8x16(const __m512i *v)
+{
+    __m512i t[4];
+    for (int i = 0; i < 4; i++) /* per 128-bit chunk: rows 2i, 2i + 1, lanes 0+2 and 1+3 */
+        t[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                                _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+    /* per chunk, the 4 lanes' sum of rows 0-3 (u0) and 4-7 (u1); chunks 0-1: the first
+     * block's halves, 2-3: the second's */
+    const __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi64(t[0], t[1]), _mm512_unpackhi_epi64(t[0], t[1]));
+    const __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2], t[3]), _mm512_unpackhi_epi64(t[2], t[3]));
+    const __m512i s = _mm512_add_epi32(_mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                       _mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_shuffle_i32x4(s, s, _MM_SHUFFLE(3, 1, 2, 0)); /* rows 0-3, 4-7 of each block */
+}
+
+/* one token's fma for block b (sums: its 8 rows' block sums), as mv_acc does for K_PLAIN */
+static inline __m256 mvz_acc(__m256i sums, const qx *t, size_t nb, size_t b, __m256 av, int slot,
+                             __m256 acc)
+{
+    sums = _mm256_add_epi32(sums, _mm256_set1_epi32(t->cr[(size_t)slot * nb + b]));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(av, _mm256_set1_ps(t->dx[b])), acc);
+}
+
+static inline __attribute__((always_inline)) void
+mvz_n(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *toks,
+      const size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
+{
+    const int slot = corr_slot(type);
+    const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
+    for (size_t rg = r0; rg < r1; rg += 8) {
+        const int nr = (int)(r1 - rg < 8 ? r1 - rg : 8);
+        const uint8_t *rows[8];
+        int32_t off[16];
+        for (int r = 0; r < 8; r++) {
+            const int rr = r < nr ? r : nr - 1; /* rows past the end repeat the last one */
+            rows[r] = w + (rg + (size_t)rr) * row_bytes;
+            off[r] = (int32_t)((size_t)rr * row_bytes);
+            off[r + 8] = off[r] + (int32_t)bb;
+        }
+        const __m512i idx = _mm512_loadu_si512((const void *)off);
+        const bool pf = r1 - rg >= 24; /* the group two ahead is part of the range */
+        const size_t pfd = 16 * row_bytes;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+        size_t b = 0;
+        for (; b + 2 <= nb; b += 2) {
+            __m512i v0[8], v1[8];
+            const __m512i x0 = _mm512_loadu_si512((const void *)(toks[0].xq + 32 * b));
+            const __m512i x1 = ntg > 1 ? _mm512_loadu_si512((const void *)(toks[1].xq + 32 * b)) : x0;
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                if (pf) {
+                    const char *q = (const char *)(rows[r] + pfd + bb * b);
+                    _mm_prefetch(q, _MM_HINT_T2);
+                    if (type == ENG_TYPE_Q8_0) _mm_prefetch(q + 64, _MM_HINT_T2);
+                }
+                const __m512i wv = wpair(type, rows[r], b);
+                v0[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, x0);
+                if (ntg > 1) v1[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, x1);
+            }
+            const __m512 av = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+                _mm512_i32gather_epi32(idx, (const void *)(rows[0] + b * bb), 1)));
+            const __m256 av0 = _mm512_castps512_ps256(av), av1 = _mm512_extractf32x8_ps(av, 1);
+            const __m512i s0 = hsum8x16(v0);
+            a0 = mvz_acc(_mm512_castsi512_si256(s0), &toks[0], nb, b, av0, slot, a0);
+            a0 = mvz_acc(_mm512_extracti64x4_epi64(s0, 1), &toks[0], nb, b + 1, av1, slot, a0);
+            if (ntg > 1) {
+                const __m512i s1 = hsum8x16(v1);
+                a1 = mvz_acc(_mm512_castsi512_si256(s1), &toks[1], nb, b, av0, slot, a1);
+                a1 = mvz_acc(_mm512_extracti64x4_epi64(s1, 1), &toks[1], nb, b + 1, av1, slot, a1);
+            }
+        }
+        if (b < nb) { /* the odd last block: mv8's step */
+            __m256i v0[8], v1[8];
+            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(toks[0].xq + 32 * b));
+            const __m256i x1 = ntg > 1 ? _mm256_loadu_si256((const __m256i *)(toks[1].xq + 32 * b)) : x0;
+            for (int r = 0; r < 8; r++) {
+                const __m256i wv = wblock(type, rows[r], b);
+                v0[r] = bdot8(wv, x0);
+                v1[r] = ntg > 1 ? bdot8(wv, x1) : v0[r];
+            }
+            const __m256 av = wscales8(rows[0] + b * bb, _mm512_castsi512_si256(idx));
+            __m256i lo, hi;
+            hsum8x8(v0, &lo, &hi);
+            a0 = mvz_acc(_mm256_add_epi32(lo, hi), &toks[0], nb, b, av, slot, a0);
+            if (ntg > 1) {
+                hsum8x8(v1, &lo, &hi);
+                a1 = mvz_acc(_mm256_add_epi32(lo, hi), &toks[1], nb, b, av, slot, a1);
+            }
+        }
+        lanes8 l0, l1;
+        _mm256_store_ps(l0.v, a0);
+        _mm256_store_ps(l1.v, a1);
+        for (int r = 0; r < nr; r++) {
+            y[rg + (size_t)r] = l0.v[r];
+            if (ntg > 1) y[ldy + rg + (size_t)r] = l1.v[r];
+        }
+    }
+}
+#endif
+
 __attribute__((noinline)) static void mv8(uint32_t type, const uint8_t *w, size_t row_bytes,
                                           size_t nb, const qx *toks, size_t ntg, float *y,
                                           size_t ldy, size_t r0, size_t r1)
@@ -551,7 +677,14 @@ __attribute__((noinline)) static void mv8(uint32_t type, const uint8_t *w, size_
     } while (0)
     switch (type) {
     case ENG_TYPE_Q8_0: MV8(ENG_TYPE_Q8_0, K_PLAIN); break;
+#if defined(QQ_Z)
+    case ENG_TYPE_Q4_0:
+        if (ntg == 1) mvz_n(ENG_TYPE_Q4_0, w, row_bytes, nb, toks, 1, y, ldy, r0, r1);
+        else mvz_n(ENG_TYPE_Q4_0, w, row_bytes, nb, toks, 2, y, ldy, r0, r1);
+        break;
+#else
     case ENG_TYPE_Q4_0: MV8(ENG_TYPE_Q4_0, K_PLAIN); break;
+#endif
     case ENG_TYPE_Q4_K: MV8(ENG_TYPE_Q4_K, K_MINS); break;
     default: MV8(ENG_TYPE_Q6_K, K_HALVES); break;
     }
