@@ -11,20 +11,7 @@ set -eu
 B=${1:-build/release}
 OUT=${2:-/tmp/llamad-issue9}
 here=$(cd "$(dirname "$0")/.." && pwd)
-V=${SHARED:-$here/../shared}/models/llama.cpp-vocab
-for f in "$V/ggml-vocab-gpt-2.gguf" "$V/llama3-vocab.gguf"; do
-    [ -f "$f" ] || { echo "issue9.sh: missing $f (set SHARED)" >&2; exit 1; }
-done
-mkdir -p "$OUT"
-
-gen() { # preset type vocab
-    f="$OUT/$1-$2.gguf"
-    [ -f "$f" ] || "$B/bench/gen_model" "$1" "$2" "$3" "$f" >/dev/null
-}
-gen smollm2-135m Q8_0 "$V/ggml-vocab-gpt-2.gguf"
-gen smollm2-135m Q4_0 "$V/ggml-vocab-gpt-2.gguf"
-gen llama3.2-1b Q8_0 "$V/llama3-vocab.gguf"
-gen llama3.2-1b Q4_0 "$V/llama3-vocab.gguf"
+SHARED=${SHARED:-$here/../shared} "$here/bench/synth_models.sh" "$B" "$OUT"
 
 echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$here" rev-parse --short HEAD)," \
      "load $(cut -d' ' -f1-3 /proc/loadavg)"
