@@ -17,7 +17,7 @@
 #   ROUNDS=N (default 2), MODELS="smollm2-135m-Q8_0 ..." (default: the four files),
 #   SHARED=/path/to/shared (the test data; default ../shared beside the repository).
 set -eu
-[ $# -ge 1 ] || { sed -n '13,20p' "$0" >&2; exit 2; }
+[ $# -ge 1 ] || { sed -n '13,18p' "$0" >&2; exit 2; }
 LB=$1
 B=${2:-build/release}
 OUT=${3:-/tmp/llamad-issue9}
