@@ -476,6 +476,32 @@ static inline __m256 mv_acc(__m256i lo, __m256i hi, const qx *t, size_t nb, size
     return acc;
 }
 
+/* the 8 rows of the group at rg (rows past r1 repeat the last one) and their byte offsets
+ * from the first; returns how many are real */
+static inline int mv_rows(const uint8_t *w, size_t row_bytes, size_t rg, size_t r1,
+                          const uint8_t *rows[8], int32_t off[8])
+{
+    const int nr = (int)(r1 - rg < 8 ? r1 - rg : 8);
+    for (int r = 0; r < 8; r++) {
+        const int rr = r < nr ? r : nr - 1;
+        rows[r] = w + (rg + (size_t)rr) * row_bytes;
+        off[r] = (int32_t)((size_t)rr * row_bytes);
+    }
+    return nr;
+}
+
+/* the group's results: lane r of a0 (token 0) and a1 (token 1) for the nr real rows */
+static inline void mv_store(__m256 a0, __m256 a1, size_t ntg, int nr, float *y, size_t ldy, size_t rg)
+{
+    lanes8 l0, l1;
+    _mm256_store_ps(l0.v, a0);
+    _mm256_store_ps(l1.v, a1);
+    for (int r = 0; r < nr; r++) {
+        y[rg + (size_t)r] = l0.v[r];
+        if (ntg > 1) y[ldy + rg + (size_t)r] = l1.v[r];
+    }
+}
+
 static inline __attribute__((always_inline)) void
 mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size_t nb,
       const qx *toks, const size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
@@ -485,14 +511,9 @@ mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size
     const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
     _Alignas(32) float ta[QQ_KC / 32][8], te[QQ_KC / 32][8]; /* K formats: decoded scales */
     for (size_t rg = r0; rg < r1; rg += 8) {
-        const int nr = (int)(r1 - rg < 8 ? r1 - rg : 8);
         const uint8_t *rows[8];
         int32_t off[8];
-        for (int r = 0; r < 8; r++) {
-            const int rr = r < nr ? r : nr - 1; /* rows past the end repeat the last one */
-            rows[r] = w + (rg + (size_t)rr) * row_bytes;
-            off[r] = (int32_t)((size_t)rr * row_bytes);
-        }
+        const int nr = mv_rows(w, row_bytes, rg, r1, rows, off);
         const __m256i idx = _mm256_loadu_si256((const __m256i *)(const void *)off);
         const bool pf = r1 - rg >= 24; /* the group two ahead is part of the range */
         const size_t pfd = 16 * row_bytes;
@@ -530,13 +551,7 @@ mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size
             a0 = _mm256_sub_ps(a0, m0);
             a1 = _mm256_sub_ps(a1, m1);
         }
-        lanes8 l0, l1;
-        _mm256_store_ps(l0.v, a0);
-        _mm256_store_ps(l1.v, a1);
-        for (int r = 0; r < nr; r++) {
-            y[rg + (size_t)r] = l0.v[r];
-            if (ntg > 1) y[ldy + rg + (size_t)r] = l1.v[r];
-        }
+        mv_store(a0, a1, ntg, nr, y, ldy, rg);
     }
 }
 
@@ -596,15 +611,10 @@ mvz_n(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *to
     const int slot = corr_slot(type);
     const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
     for (size_t rg = r0; rg < r1; rg += 8) {
-        const int nr = (int)(r1 - rg < 8 ? r1 - rg : 8);
         const uint8_t *rows[8];
-        int32_t off[16];
-        for (int r = 0; r < 8; r++) {
-            const int rr = r < nr ? r : nr - 1; /* rows past the end repeat the last one */
-            rows[r] = w + (rg + (size_t)rr) * row_bytes;
-            off[r] = (int32_t)((size_t)rr * row_bytes);
-            off[r + 8] = off[r] + (int32_t)bb;
-        }
+        int32_t off[16]; /* the rows' scales of block b, then of block b + 1 */
+        const int nr = mv_rows(w, row_bytes, rg, r1, rows, off);
+        for (int r = 0; r < 8; r++) off[r + 8] = off[r] + (int32_t)bb;
         const __m512i idx = _mm512_loadu_si512((const void *)off);
         const bool pf = r1 - rg >= 24; /* the group two ahead is part of the range */
         const size_t pfd = 16 * row_bytes;
@@ -655,13 +665,7 @@ mvz_n(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *to
                 a1 = mvz_acc(_mm256_add_epi32(lo, hi), &toks[1], nb, b, av, slot, a1);
             }
         }
-        lanes8 l0, l1;
-        _mm256_store_ps(l0.v, a0);
-        _mm256_store_ps(l1.v, a1);
-        for (int r = 0; r < nr; r++) {
-            y[rg + (size_t)r] = l0.v[r];
-            if (ntg > 1) y[ldy + rg + (size_t)r] = l1.v[r];
-        }
+        mv_store(a0, a1, ntg, nr, y, ldy, rg);
     }
 }
 #endif
