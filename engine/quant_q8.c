@@ -1181,7 +1181,7 @@ mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const
                         s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), xv[j + 4]);
                     }
                 }
-                const __m512 av = _mm512_set1_ps(qi_f16(blk));
+                const __m512 av = _mm512_cvtph_ps(_mm256_set1_epi16((short)qi_rd16(blk)));
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(av, dxv), acc[r]);
             }
         }
