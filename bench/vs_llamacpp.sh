@@ -38,7 +38,17 @@ lb_get() { awk -F'|' -v t="$2" '$0 ~ "^\\|" && $(NF-2) ~ " " t " " {split($(NF-1
 bb_get() { awk -F'|' -v b="$2" '$0 ~ "^\\|" && $4 + 0 == b && $2 + 0 > 0 {print $9 + 0}' "$1"; }
 # bench_engine's table: the tok/s of the line that starts with $2
 be_get() { awk -v k="$2" 'index($0, k) == 1 {print $NF}' "$1"; }
+run() { # out_file command...: runs it, output in out_file; on failure shows its stderr and stops
+    o=$1
+    shift
+    if ! "$@" >"$o" 2>"$tmp/err"; then
+        echo "vs_llamacpp.sh: failed: $*" >&2
+        tail -20 "$tmp/err" >&2
+        exit 1
+    fi
+}
 row() { # measure llama.cpp llamad target model round
+    [ -n "$2" ] && [ -n "$3" ] || echo "vs_llamacpp.sh: $1: a figure is missing from the programs' output (their table format?)" >&2
     r=$(awk -v a="$2" -v b="$3" 'BEGIN {if (a > 0 && b > 0) printf "%.2f", b / a; else print "?"}')
     printf '  %-34s %10s %10s %8s %8s\n' "$1" "$2" "$3" "$r" "$4"
     printf '{"round":%s,"model":"%s","measure":"%s","llama_cpp":%s,"llamad":%s,"ratio":"%s","target":"%s","time":"%s","commit":"%s"}\n' \
@@ -54,16 +64,16 @@ for round in $(seq 1 "$ROUNDS"); do
     for name in $MODELS; do
         m="$OUT/$name.gguf"
         case $name in llama3.2-1b*) n=32 ;; *) n=128 ;; esac
-        "$LB/llama-bench" -m "$m" -t 2 -p 128 -n "$n" -r 3 >"$tmp/lb" 2>/dev/null
-        "$B/bench/bench_engine" "$m" -t 2 -p 128 -n "$n" -s 1 -r 3 -b 512 -o "$tmp/be.json" >"$tmp/be"
+        run "$tmp/lb" "$LB/llama-bench" -m "$m" -t 2 -p 128 -n "$n" -r 3
+        run "$tmp/be" "$B/bench/bench_engine" "$m" -t 2 -p 128 -n "$n" -s 1 -r 3 -b 512 -o "$tmp/be.json"
         row "$name prefill 128" "$(lb_get "$tmp/lb" pp128)" "$(be_get "$tmp/be" 'prefill (1 stream)')" ">= 1" "$name" "$round"
         row "$name decode 1 stream" "$(lb_get "$tmp/lb" "tg$n")" "$(be_get "$tmp/be" 'decode (1 stream)')" ">= 1" "$name" "$round"
         case $name in smollm2*) ;; *) continue ;; esac
-        "$LB/llama-batched-bench" -m "$m" -t 2 -c 16896 -b 2048 -ub 512 -npp 128 -ntg 128 \
-            -npl 16,64 >"$tmp/bb" 2>/dev/null
+        run "$tmp/bb" "$LB/llama-batched-bench" -m "$m" -t 2 -c 16896 -b 2048 -ub 512 -npp 128 \
+            -ntg 128 -npl 16,64
         for s in 16 64; do
-            "$B/bench/bench_engine" "$m" -t 2 -p 128 -n 128 -s "$s" -P 128 -r 3 -b 512 \
-                -o "$tmp/be.json" >"$tmp/be"
+            run "$tmp/be" "$B/bench/bench_engine" "$m" -t 2 -p 128 -n 128 -s "$s" -P 128 -r 3 \
+                -b 512 -o "$tmp/be.json"
             tgt=">= 3"; [ "$s" = 64 ] && tgt=">= 6"
             row "$name decode $s streams" "$(bb_get "$tmp/bb" "$s")" \
                 "$(be_get "$tmp/be" "decode ($s streams, total)")" "$tgt" "$name" "$round"
