@@ -21,8 +21,8 @@
  *                      lo_b, hi_b = the exact sums over elements 0..15 and 16..31
  *   y = acc (Q4_K: acc - macc)
  *
- * Four shapes of the same arithmetic: one or two tokens (decode) read 8 rows in place (mv8);
- * more tokens interleave the integer weights of 8 rows (mm8) or 16 rows (mm16, AVX-512) block
+ * Four shapes of the same arithmetic: one or two tokens (decode) read 8 rows in place (mv8;
+ * Q4_0 with AVX-512: mvz_q4_0, two blocks per 512-bit vector); more tokens interleave the integer weights of 8 rows (mm8) or 16 rows (mm16, AVX-512) block
  * by block so that one vpdpbusd against 4 broadcast activations serves every row of the group;
  * 6-64 tokens of Q8_0 (9-64 of Q4_0) with AVX-512 interleave the tokens instead and
  * broadcast the weights, read in place (mt16).
@@ -556,21 +556,15 @@ mv8_n(uint32_t type, const enum kind k, const uint8_t *w, size_t row_bytes, size
 }
 
 #if defined(QQ_Z)
-/* Q8_0 and Q4_0 with 512-bit vectors: blocks b and b + 1 of a row in one vector (b in the low
- * half, each as wblock gives it), so the weights' unpacking, the dot products, the lanes'
- * reduction and the scale gather are shared by two blocks. The block sums and the fma per
- * block, in block order, are mv8's: the bits do not change. An odd last block goes through
- * mv8's 256-bit step. */
-static inline __m512i wpair(uint32_t type, const uint8_t *row, size_t b)
+/* Q4_0 with 512-bit vectors: blocks b and b + 1 of a row in one vector (b in the low half,
+ * each as wblock gives it), so the nibble unpacking, the dot products, the lanes' reduction
+ * and the scale gather are shared by two blocks. The block sums and the fma per block, in
+ * block order, are mv8's: the bits do not change. An odd last block goes through mv8's
+ * 256-bit step. (The same form for Q8_0 was 2-6% slower than mv8: bench/RESULTS.md.) */
+static inline __m512i wpair_q4_0(const uint8_t *row, size_t b)
 {
-    if (type == ENG_TYPE_Q8_0) {
-        const uint8_t *p = row + 34 * b + 2;
-        const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)p)),
-                                             _mm256_loadu_si256((const __m256i *)(p + 34)), 1);
-        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
-    }
-    /* Q4_0: each block's 16 bytes in both quarters of its half, the upper quarter shifted
-     * down by 4 (wblock's unpacking) */
+    /* each block's 16 bytes in both quarters of its half, the upper quarter shifted down by
+     * 4 (wblock's unpacking) */
     const uint8_t *p = row + 18 * b + 2;
     const __m512i h = _mm512_inserti64x4(
         _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p))),
@@ -601,15 +595,16 @@ static inline __m256 mvz_acc(__m256i sums, const qx *t, size_t nb, size_t b, __m
                              __m256 acc)
 {
     sums = _mm256_add_epi32(sums, _mm256_set1_epi32(t->cr[(size_t)slot * nb + b]));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(av, _mm256_set1_ps(t->dx[b])), acc);
+    return fmadd8(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(av, _mm256_set1_ps(t->dx[b])), acc);
 }
 
 static inline __attribute__((always_inline)) void
-mvz_n(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *toks,
-      const size_t ntg, float *y, size_t ldy, size_t r0, size_t r1)
+mvz_q4_0(const uint8_t *w, size_t row_bytes, size_t nb, const qx *toks, const size_t ntg,
+         float *y, size_t ldy, size_t r0, size_t r1)
 {
+    const uint32_t type = ENG_TYPE_Q4_0;
     const int slot = corr_slot(type);
-    const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
+    const size_t bb = 18;
     for (size_t rg = r0; rg < r1; rg += 8) {
         const uint8_t *rows[8];
         int32_t off[16]; /* the rows' scales of block b, then of block b + 1 */
@@ -626,12 +621,8 @@ mvz_n(uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const qx *to
             const __m512i x1 = ntg > 1 ? _mm512_loadu_si512((const void *)(toks[1].xq + 32 * b)) : x0;
 #pragma GCC unroll 8
             for (int r = 0; r < 8; r++) {
-                if (pf) {
-                    const char *q = (const char *)(rows[r] + pfd + bb * b);
-                    _mm_prefetch(q, _MM_HINT_T2);
-                    if (type == ENG_TYPE_Q8_0) _mm_prefetch(q + 64, _MM_HINT_T2);
-                }
-                const __m512i wv = wpair(type, rows[r], b);
+                if (pf) _mm_prefetch((const char *)(rows[r] + pfd + bb * b), _MM_HINT_T2);
+                const __m512i wv = wpair_q4_0(rows[r], b);
                 v0[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, x0);
                 if (ntg > 1) v1[r] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, x1);
             }
@@ -683,8 +674,8 @@ __attribute__((noinline)) static void mv8(uint32_t type, const uint8_t *w, size_
     case ENG_TYPE_Q8_0: MV8(ENG_TYPE_Q8_0, K_PLAIN); break;
 #if defined(QQ_Z)
     case ENG_TYPE_Q4_0:
-        if (ntg == 1) mvz_n(ENG_TYPE_Q4_0, w, row_bytes, nb, toks, 1, y, ldy, r0, r1);
-        else mvz_n(ENG_TYPE_Q4_0, w, row_bytes, nb, toks, 2, y, ldy, r0, r1);
+        if (ntg == 1) mvz_q4_0(w, row_bytes, nb, toks, 1, y, ldy, r0, r1);
+        else mvz_q4_0(w, row_bytes, nb, toks, 2, y, ldy, r0, r1);
         break;
 #else
     case ENG_TYPE_Q4_0: MV8(ENG_TYPE_Q4_0, K_PLAIN); break;
