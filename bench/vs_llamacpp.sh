@@ -29,6 +29,7 @@ for x in "$LB/llama-bench" "$LB/llama-batched-bench" "$B/bench/bench_engine"; do
 done
 SHARED=${SHARED:-$here/../shared} "$here/bench/synth_models.sh" "$B" "$OUT"
 J="$OUT/vs_llamacpp.jsonl"
+rev=$(git -C "$here" rev-parse --short HEAD)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -52,11 +53,10 @@ row() { # measure llama.cpp llamad target model round
     r=$(awk -v a="$2" -v b="$3" 'BEGIN {if (a > 0 && b > 0) printf "%.2f", b / a; else print "?"}')
     printf '  %-34s %10s %10s %8s %8s\n' "$1" "$2" "$3" "$r" "$4"
     printf '{"round":%s,"model":"%s","measure":"%s","llama_cpp":%s,"llamad":%s,"ratio":"%s","target":"%s","time":"%s","commit":"%s"}\n' \
-        "$6" "$5" "$1" "${2:-null}" "${3:-null}" "$r" "$4" "$(date -u +%FT%TZ)" \
-        "$(git -C "$here" rev-parse --short HEAD)" >>"$J"
+        "$6" "$5" "$1" "${2:-null}" "${3:-null}" "$r" "$4" "$(date -u +%FT%TZ)" "$rev" >>"$J"
 }
 
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), llamad $(git -C "$here" rev-parse --short HEAD)," \
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), llamad $rev," \
      "llama.cpp $("$LB/llama-bench" --version 2>&1 | grep -m1 -o 'version: .*' || echo '?')," \
      "load $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
 for round in $(seq 1 "$ROUNDS"); do

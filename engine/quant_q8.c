@@ -22,10 +22,11 @@
  *   y = acc (Q4_K: acc - macc)
  *
  * Four shapes of the same arithmetic: one or two tokens (decode) read 8 rows in place (mv8;
- * Q4_0 with AVX-512: mvz_q4_0, two blocks per 512-bit vector); more tokens interleave the integer weights of 8 rows (mm8) or 16 rows (mm16, AVX-512) block
- * by block so that one vpdpbusd against 4 broadcast activations serves every row of the group;
- * 6-64 tokens of Q8_0 (9-64 of Q4_0) with AVX-512 interleave the tokens instead and
- * broadcast the weights, read in place (mt16).
+ * Q4_0 with AVX-512: mvz_q4_0, two blocks per 512-bit vector); more tokens interleave the
+ * integer weights of 8 rows (mm8) or 16 rows (mm16, AVX-512) block by block so that one
+ * vpdpbusd against 4 broadcast activations serves every row of the group; 6-64 tokens of
+ * Q8_0 (9-64 of Q4_0) with AVX-512 interleave the tokens instead and broadcast the weights,
+ * read in place (mt16).
  * Integer sums are exact whatever the instruction set (VNNI vpdpbusd with an offset
  * correction, AVX2 maddubs with the sign trick, or plain C) and in any order, so the AVX2 and
  * AVX-512 builds agree to the bit; the portable build (no FMA) differs in the last bits.
@@ -1137,8 +1138,7 @@ mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const
 {
     const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
     const __m512i c80 = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0F);
-    size_t rg = r0;
-    for (; rg < r1; rg += QQ_MT_ROWS) {
+    for (size_t rg = r0; rg < r1; rg += QQ_MT_ROWS) {
         const int nr = (int)(r1 - rg < QQ_MT_ROWS ? r1 - rg : QQ_MT_ROWS);
         const uint8_t *row[QQ_MT_ROWS];
         for (int r = 0; r < QQ_MT_ROWS; r++) row[r] = w + (rg + (size_t)(r < nr ? r : 0)) * row_bytes;

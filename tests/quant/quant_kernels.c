@@ -331,6 +331,27 @@ static void check_types(void)
 /* Matrices larger than the reference tensors: K split into several chunks (the kernels keep
  * 1024 or 2048 elements of prepared weights at a time), row counts with tails, enough rows
  * for the prefetching paths, and a row stride larger than the row. */
+/* nrows random rows of n elements of type through check_matrix */
+static void check_random(uint32_t type, size_t n, size_t nrows)
+{
+    float *wf = malloc(n * sizeof(float));
+    CHECK(wf);
+    size_t rb;
+    CHECK_EQ_INT(eng_row_bytes(type, n, &rb), 0);
+    const size_t stride = rb + 6;
+    uint8_t *w = malloc(nrows * stride);
+    CHECK(w);
+    for (size_t r = 0; r < nrows; r++) {
+        for (size_t k = 0; k < n; k++) wf[k] = rng_f() * (float)(1 + r % 5);
+        CHECK_EQ_INT(eng_quantize_row(type, wf, w + r * stride, n), 0);
+    }
+    char what[64];
+    snprintf(what, sizeof what, "%s random, n %zu", eng_type_name(type), n);
+    check_matrix(what, type, w, stride, n, nrows);
+    free(w);
+    free(wf);
+}
+
 static void check_large(void)
 {
     static const uint32_t types[] = {ENG_TYPE_Q8_0, ENG_TYPE_Q4_0, ENG_TYPE_Q4_K};
@@ -338,28 +359,9 @@ static void check_large(void)
      * longest rows whose activations the token-lane kernel (mt16: 6-64 tokens of Q8_0, 9-64
      * of Q4_0) interleaves (16384 elements for 16 tokens, 4096 for 64) */
     static const struct { size_t n, nrows; } shapes[] = {{2304, 37}, {4096, 6}, {4128, 3}, {16384, 5}, {16416, 3}};
-    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
-    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
-        const size_t n = shapes[si].n, nrows = shapes[si].nrows;
-        if (si > 0 && types[ti] == ENG_TYPE_Q4_K) continue;
-        float *wf = malloc(n * sizeof(float));
-        CHECK(wf);
-        size_t rb;
-        CHECK_EQ_INT(eng_row_bytes(types[ti], n, &rb), 0);
-        const size_t stride = rb + 6;
-        uint8_t *w = malloc(nrows * stride);
-        CHECK(w);
-        for (size_t r = 0; r < nrows; r++) {
-            for (size_t k = 0; k < n; k++) wf[k] = rng_f() * (float)(1 + r % 5);
-            CHECK_EQ_INT(eng_quantize_row(types[ti], wf, w + r * stride, n), 0);
-        }
-        char what[64];
-        snprintf(what, sizeof what, "%s random, n %zu", eng_type_name(types[ti]), n);
-        check_matrix(what, types[ti], w, stride, n, nrows);
-        free(w);
-        free(wf);
-    }
-    }
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++)
+            if (si == 0 || types[ti] != ENG_TYPE_Q4_K) check_random(types[ti], shapes[si].n, shapes[si].nrows);
     const size_t n = 2304, nrows = 37;
     /* Q6_K (no quantizer here): random bytes with a sane scale d per super-block */
     size_t rb;
