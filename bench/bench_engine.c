@@ -109,7 +109,8 @@ int main(int argc, char **argv)
 
     kv_config kc = {.n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
                     .block_size = 16, .dtype = dtype, .salt = 7,
-                    .max_seqs = (uint32_t)n_seqs + 1, .max_seq_len = (uint32_t)n_ctx};
+                    .max_seqs = (uint32_t)n_seqs + 1, .max_seq_len = (uint32_t)n_ctx,
+                    .prefault = true /* as the daemon: no page faults in the timed steps */};
     uint64_t per_tok = 2ull * hp->n_layer * hp->n_head_kv * hp->head_dim * (dtype == KV_F16 ? 2 : 4);
     kc.budget_bytes = per_tok * (uint64_t)(n_seqs + 1) * (uint64_t)(n_ctx + 32);
     kv_cache *kv = NULL;

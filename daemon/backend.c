@@ -429,8 +429,16 @@ int engine_backend_create(const srv_config *cfg, engine_backend **ret, char *err
             .salt = (uint64_t)i * 0x9E3779B97F4A7C15ull + 1,
             .max_seqs = (uint32_t)cfg->max_seqs,
             .max_seq_len = (uint32_t)m->n_ctx,
+            .prefault = true, /* the arena is committed now, never faulted in mid-step */
         };
         rc = kv_create(&kc, &m->kv);
+        if (rc == -ENOMEM) {
+            snprintf(errbuf, errlen,
+                     "model %s: cannot get memory for its KV cache (%llu MiB; lower kv-cache-mib)",
+                     m->name, (unsigned long long)(budget >> 20));
+            engine_backend_free(b);
+            return rc;
+        }
         if (rc != 0) {
             snprintf(errbuf, errlen,
                      "model %s: cannot create its KV cache (%s; block-size must be a power of two, and "

@@ -16,6 +16,9 @@
  *   reads every running sequence's K/V runs (2 KiB each at f16, 16-token blocks) from all over
  *   the arena at every step, and with 4 KiB pages nearly every run was a TLB miss
  *   (bench_engine SmolLM2-135M, 64 streams: +50% with 2 MiB pages; bench/RESULTS.md).
+ *   With prefault, kv_create faults every page in: otherwise the first store into each
+ *   fresh page of the arena (a sequence's new block, K first) waits for the kernel to map
+ *   and clear it, about 1 ms of a 16-stream decode step's thread time while the arena warms.
  */
 #include "kvcache.h"
 
@@ -218,10 +221,26 @@ static int is_pow2(uint32_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 #define ARENA_ALIGN ((size_t)2 << 20) /* the 2 MiB page size of x86-64 and arm64 */
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/* Faults in every page of [p, p + len) for writing, after the 2 MiB advice so that the pages
+ * are the large ones. MADV_POPULATE_WRITE reports a failure to find memory (-ENOMEM); kernels
+ * without it (EINVAL) get one store per 4 KiB page instead (of zero: the memory is already
+ * zero-filled). */
+static int arena_prefault(unsigned char *p, size_t len)
+{
+    if (madvise(p, len, MADV_POPULATE_WRITE) == 0) return 0;
+    if (errno != EINVAL) return -ENOMEM;
+    for (size_t o = 0; o < len; o += 4096) ((volatile unsigned char *)p)[o] = 0;
+    return 0;
+}
+
 /* bytes (> 0, <= SIZE_MAX - 2 * ARENA_ALIGN) of zero-filled memory at a 2 MiB boundary, in 2 MiB
- * pages where the kernel gives them (the advice may be ignored: THP off); NULL if out of
- * memory. The mapping is kept in kv for kv_destroy. */
-static unsigned char *arena_map(kv_cache *kv, size_t bytes)
+ * pages where the kernel gives them (the advice may be ignored: THP off), every page faulted
+ * in when prefault is set; NULL if out of memory. The mapping is kept in kv for kv_destroy. */
+static unsigned char *arena_map(kv_cache *kv, size_t bytes, bool prefault)
 {
     const size_t whole = (bytes + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
     const size_t len = whole + ARENA_ALIGN;
@@ -231,6 +250,7 @@ static unsigned char *arena_map(kv_cache *kv, size_t bytes)
     kv->arena_map = map;
     kv->arena_map_len = len;
     (void)madvise((void *)at, whole, MADV_HUGEPAGE);
+    if (prefault && arena_prefault((unsigned char *)at, whole) != 0) return NULL;
     return (unsigned char *)at;
 }
 
@@ -280,7 +300,7 @@ int kv_create(const kv_config *cfg, kv_cache **ret_kv)
     kv->next_pid = 1;
 
     size_t nb = (size_t)n_blocks;
-    kv->arena = arena_map(kv, (size_t)arena_bytes);
+    kv->arena = arena_map(kv, (size_t)arena_bytes, c.prefault);
     kv->ref = calloc(nb, sizeof(uint32_t));
     kv->fill = calloc(nb, sizeof(uint32_t));
     kv->lprev = malloc(nb * sizeof(uint32_t));

@@ -60,13 +60,18 @@ typedef struct kv_config {
     uint64_t salt;                           /* model id mixed into prefix hashes */
     uint32_t max_seqs;                       /* sequence slots, >= 1 */
     uint32_t max_seq_len;                    /* context length: hard bound on a sequence's tokens, >= 1 */
+    bool prefault;                           /* fault in every page of the arena in kv_create:
+                                                its memory is committed at once (-ENOMEM then,
+                                                not later), and no store into a fresh block
+                                                waits for the kernel to map and clear a page */
 } kv_config;
 
 typedef struct kv_cache kv_cache;
 
 /* Validates cfg and allocates the arena and every table. -EINVAL: a shape, block size, slot
  * count or context length out of range, a budget smaller than one block, more than
- * KV_MAX_BLOCKS blocks, or sizes that overflow. -ENOMEM: allocation failed.
+ * KV_MAX_BLOCKS blocks, or sizes that overflow. -ENOMEM: allocation failed (with prefault,
+ * also when the kernel cannot back the whole arena).
  * The arena starts zero-filled. Use kv_get_stats for n_blocks, bytes per token and the number
  * of sequences that fit at full context. */
 int kv_create(const kv_config *cfg, kv_cache **ret_kv);

@@ -4,7 +4,10 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 /* A small model: 2 layers, 2 KV heads, head_dim 4, f32 -> 128 bytes per token. */
 static kv_config small_cfg(uint32_t bs, uint32_t n_blocks)
@@ -146,6 +149,47 @@ static void test_layout(void)
         unsigned char *last = kv_block_v(kv, 2, 1, 1);
         CHECK_EQ_INT(last[slab - 1], 0);
         memset(base, 0xab, 3 * s.block_bytes);
+        kv_destroy(kv);
+    }
+}
+
+/* pages of [p, p + len) (p page-aligned) that are resident */
+static size_t resident_pages(const void *p, size_t len)
+{
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE), n = (len + pg - 1) / pg;
+    unsigned char *vec = malloc(n);
+    CHECK(vec != NULL);
+    CHECK_EQ_INT(mincore((void *)(uintptr_t)p, len, vec), 0);
+    size_t r = 0;
+    for (size_t i = 0; i < n; i++) r += vec[i] & 1;
+    free(vec);
+    return r;
+}
+
+/* prefault: every page of the arena is in memory when kv_create returns, and it still reads
+ * as zero; without it, kv_create touches none of the arena */
+static void test_prefault(void)
+{
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    for (int pf = 0; pf < 2; pf++) {
+        kv_config c = small_cfg(16, 0);
+        c.dtype = KV_F16;
+        c.n_layer = 4;
+        c.head_dim = 64;
+        c.budget_bytes = 6u << 20; /* 3 MiB of blocks: a large page and part of another */
+        c.prefault = pf;
+        kv_cache *kv = NULL;
+        CHECK_EQ_INT(kv_create(&c, &kv), 0);
+        kv_stats s = stats(kv);
+        const unsigned char *base = kv_block_k(kv, 0, 0, 0);
+        const size_t len = (size_t)s.n_blocks * s.block_bytes;
+        const size_t n_pages = (len + pg - 1) / pg;
+        if (pf) {
+            CHECK_EQ_INT(resident_pages(base, len), n_pages);
+            for (size_t o = 0; o < len; o += 1031) CHECK_EQ_INT(base[o], 0);
+        } else {
+            CHECK_EQ_INT(resident_pages(base, len), 0);
+        }
         kv_destroy(kv);
     }
 }
@@ -623,6 +667,7 @@ int main(void)
 {
     test_create();
     test_layout();
+    test_prefault();
     test_seq_slots();
     test_append();
     test_prefix_cache();
