@@ -31,7 +31,7 @@ static const key_def keys[] = {
     {"model", K_MODEL, 0, 0, 0, "[NAME=]PATH", "a GGUF model; repeatable, the first is the default"},
     {"models-dir", K_STR, OFF(models_dir), 0, 0, "DIR", "folder for relative model paths"},
     {"threads", K_INT, OFF(threads), 0, 1024, "N", "compute threads (0: one per CPU)"},
-    {"kv-cache-mib", K_INT, OFF(kv_cache_mib), 1, 1048576, "N", "KV cache size in MiB"},
+    {"kv-cache-mib", K_INT, OFF(kv_cache_mib), 1, 1048576, "N", "KV cache size in MiB (in memory from start-up)"},
     {"block-size", K_INT, OFF(block_size), 1, 1024, "N", "tokens per KV block"},
     {"kv-type", K_KVTYPE, OFF(kv_f32), 0, 0, "TYPE", "KV cache element type: f16 (default) or f32"},
     {"max-seqs", K_INT, OFF(max_seqs), 1, 4096, "N", "most sequences running at once"},
