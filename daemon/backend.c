@@ -369,7 +369,8 @@ static int resolve_path(const srv_config *cfg, const char *p, char *out, size_t 
     return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
 }
 
-int engine_backend_create(const srv_config *cfg, engine_backend **ret, char *errbuf, size_t errlen)
+int engine_backend_create(const srv_config *cfg, bool commit_kv, engine_backend **ret, char *errbuf,
+                          size_t errlen)
 {
     engine_backend *b = calloc(1, sizeof *b);
     if (b == NULL) return -ENOMEM;
@@ -429,7 +430,7 @@ int engine_backend_create(const srv_config *cfg, engine_backend **ret, char *err
             .salt = (uint64_t)i * 0x9E3779B97F4A7C15ull + 1,
             .max_seqs = (uint32_t)cfg->max_seqs,
             .max_seq_len = (uint32_t)m->n_ctx,
-            .prefault = true, /* the arena is committed now, never faulted in mid-step */
+            .prefault = commit_kv, /* the arena is resident now, never faulted in mid-step */
         };
         rc = kv_create(&kc, &m->kv);
         if (rc == -ENOMEM) {

@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     }
 
     engine_backend *be = NULL;
-    rc = engine_backend_create(&cfg, &be, err, sizeof err);
+    rc = engine_backend_create(&cfg, action != SRV_CONFIG_CHECK, &be, err, sizeof err);
     if (rc != 0) {
         if (action == SRV_CONFIG_CHECK) fprintf(stderr, "llamad: %s\n", err);
         else srv_log_error("%s", err);

@@ -8,7 +8,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "dh.h"
@@ -451,6 +453,53 @@ static void test_cli(const char *m1)
     }
 }
 
+/* kB of resident memory of a running process (VmRSS) */
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld", &kb) == 1) break;
+    fclose(f);
+    CHECK(kb >= 0);
+    return kb;
+}
+
+/* A serving daemon has its whole KV cache resident from start-up; --check-config only
+ * reserves it (it must not take the memory of a 96 MiB cache, or minutes for a large one). */
+static void test_kv_commit(const char *m1)
+{
+    char model1[300];
+    CHECK(snprintf(model1, sizeof model1, "tiny=%s", m1) < (int)sizeof model1);
+    dh_daemon d;
+    dh_sock_path(d.sock, sizeof d.sock, "kv.sock");
+    const char *args[] = {"--model", model1, "--kv-cache-mib", "96", "--threads", "1", NULL};
+    dh_start(&d, llamad, args);
+    const long serving = rss_kb(d.pid);
+    CHECK_MSG(serving >= 96 * 1024, "serving daemon: VmRSS %ld kB, under its 96 MiB KV cache", serving);
+    CHECK_EQ_INT(dh_stop(&d), 0);
+
+    const char *check[] = {llamad, "--check-config", "--model", model1, "--kv-cache-mib", "96", NULL};
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execv(llamad, (char *const *)check);
+        _exit(127);
+    }
+    int st = 0;
+    struct rusage ru;
+    CHECK(wait4(pid, &st, 0, &ru) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_MSG(ru.ru_maxrss < serving - 64 * 1024, "--check-config: max RSS %ld kB (serving: %ld kB)",
+              ru.ru_maxrss, serving);
+}
+
 int main(int argc, char **argv)
 {
     CHECK_MSG(argc == 2, "usage: daemon_server LLAMAD");
@@ -465,6 +514,7 @@ int main(int argc, char **argv)
     test_sigterm_drain(m1copy);
     test_limits_log_reload(m1copy);
     test_cli(m1copy);
+    test_kv_commit(m1copy);
     printf("daemon_server: ok\n");
     return 0;
 }
