@@ -81,6 +81,10 @@ struct sched {
     pthread_mutex_t ev_lock;
     sched_event *ev_head, *ev_tail;
     sched_event *ev_free;
+    /* engine thread only: this iteration's events, handed to the loop (ev_publish) after the
+     * stats are updated, so that a client that has its GenerateDone never gets a Status
+     * that still counts that request */
+    sched_event *st_head, *st_tail;
 
     /* engine thread only */
     seq_list waiting, running;
@@ -234,14 +238,28 @@ static sched_event *ev_get(sched *s)
     return ev;
 }
 
+/* (engine thread) stages ev; ev_publish hands the staged events to the loop */
 static void ev_push(sched *s, sched_event *ev)
 {
-    pthread_mutex_lock(&s->ev_lock);
     ev->next = NULL;
-    if (s->ev_tail) s->ev_tail->next = ev;
-    else s->ev_head = ev;
-    s->ev_tail = ev;
+    if (s->st_tail) s->st_tail->next = ev;
+    else s->st_head = ev;
+    s->st_tail = ev;
+}
+
+/* the staged events onto the queue the loop polls; true if that queue is not empty */
+static bool ev_publish(sched *s)
+{
+    pthread_mutex_lock(&s->ev_lock);
+    if (s->st_head) {
+        if (s->ev_tail) s->ev_tail->next = s->st_head;
+        else s->ev_head = s->st_head;
+        s->ev_tail = s->st_tail;
+        s->st_head = s->st_tail = NULL;
+    }
+    const bool have = s->ev_head != NULL;
     pthread_mutex_unlock(&s->ev_lock);
+    return have;
 }
 
 sched_event *sched_poll_events(sched *s)
@@ -1370,10 +1388,7 @@ static void *engine_main(void *arg)
         expire(s, now_ns());
         bool worked = step(s);
         update_stats(s);
-        bool have_events;
-        pthread_mutex_lock(&s->ev_lock);
-        have_events = s->ev_head != NULL;
-        pthread_mutex_unlock(&s->ev_lock);
+        const bool have_events = ev_publish(s);
         if (have_events && s->wake) s->wake(s->wake_arg);
         if (worked) continue;
 
@@ -1464,6 +1479,7 @@ void sched_destroy(sched *s)
             seq_free(s, q);
         }
     }
+    (void)ev_publish(s); /* (the engine thread has ended) */
     sched_event *ev = sched_poll_events(s);
     while (ev) {
         sched_event *nx = ev->next;
