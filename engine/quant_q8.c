@@ -871,6 +871,23 @@ typedef struct prep16 {
 
 typedef struct { _Alignas(64) float v[16]; } lanes16;
 
+/* The first two steps of a transpose of 32-bit elements, per group of 4 vectors (n a
+ * multiple of 4): out[g + m], 128-bit lane L = dword 4L + m of in[g], in[g + 1], in[g + 2],
+ * in[g + 3] (a 4 x 4 transpose within each 128-bit lane) */
+static inline __attribute__((always_inline)) void tr4x4_lanes(const __m512i *in, __m512i *out, const int n)
+{
+    for (int g = 0; g < n; g += 4) {
+        const __m512i a0 = _mm512_unpacklo_epi32(in[g], in[g + 1]);
+        const __m512i a1 = _mm512_unpackhi_epi32(in[g], in[g + 1]);
+        const __m512i a2 = _mm512_unpacklo_epi32(in[g + 2], in[g + 3]);
+        const __m512i a3 = _mm512_unpackhi_epi32(in[g + 2], in[g + 3]);
+        out[g] = _mm512_unpacklo_epi64(a0, a2);
+        out[g + 1] = _mm512_unpackhi_epi64(a0, a2);
+        out[g + 2] = _mm512_unpacklo_epi64(a1, a3);
+        out[g + 3] = _mm512_unpackhi_epi64(a1, a3);
+    }
+}
+
 /* rows [0, nr) of a group of 16 (nr <= 16), blocks [kb0, kb0 + nbc) -> prep16 (rows past nr
  * are zero); with pf, the same blocks of the next group's rows are prefetched. Rows r and
  * r + 8 share a 512-bit vector through the 8 x 8 transpose of 4-byte groups. */
@@ -903,7 +920,7 @@ prep16_fill_t(const uint32_t type, const uint8_t *w, size_t row_bytes, int nr, s
     const __m512i hi_idx = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
     for (size_t i = 0; i < nbc; i++) {
         const size_t b = kb0 + i;
-        __m512i R[8], t[8], u[8];
+        __m512i R[8], u[8];
         for (int r = 0; r < 8; r++) {
             const uint8_t *row0 = w + (size_t)r * row_bytes, *row1 = row0 + 8 * row_bytes;
             if (pf) {
@@ -914,16 +931,7 @@ prep16_fill_t(const uint32_t type, const uint8_t *w, size_t row_bytes, int nr, s
             const __m256i v1 = r + 8 < nr ? wblock(type, row1, b) : _mm256_setzero_si256();
             R[r] = _mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1);
         }
-        for (int r = 0; r < 8; r += 2) {
-            t[r] = _mm512_unpacklo_epi32(R[r], R[r + 1]);
-            t[r + 1] = _mm512_unpackhi_epi32(R[r], R[r + 1]);
-        }
-        for (int q = 0; q < 8; q += 4) {
-            u[q] = _mm512_unpacklo_epi64(t[q], t[q + 2]);
-            u[q + 1] = _mm512_unpackhi_epi64(t[q], t[q + 2]);
-            u[q + 2] = _mm512_unpacklo_epi64(t[q + 1], t[q + 3]);
-            u[q + 3] = _mm512_unpackhi_epi64(t[q + 1], t[q + 3]);
-        }
+        tr4x4_lanes(R, u, 8);
         /* per 256-bit half, vector j = 128-bit lane 0 of u[j] and of u[j + 4], vector j + 4 =
          * their lanes 1 */
         for (int j = 0; j < 4; j++) {
@@ -1101,21 +1109,11 @@ typedef struct xt16 {
 } xt16;
 
 /* o[k] = dword k of each of t[0..15] (lane i from t[i]): a 16 x 16 transpose of 32-bit
- * elements (within 128-bit lanes in two steps, then of the lanes) */
+ * elements (within 128-bit lanes, tr4x4_lanes, then of the lanes) */
 static inline void tr16x16(const __m512i *t, __m512i *o)
 {
-    __m512i a[16], c[16];
-    for (int i = 0; i < 16; i += 2) {
-        a[i] = _mm512_unpacklo_epi32(t[i], t[i + 1]);
-        a[i + 1] = _mm512_unpackhi_epi32(t[i], t[i + 1]);
-    }
-    /* c[4g + m], 128-bit lane L: dword 4L + m of t[4g..4g+3] */
-    for (int g = 0; g < 16; g += 4) {
-        c[g] = _mm512_unpacklo_epi64(a[g], a[g + 2]);
-        c[g + 1] = _mm512_unpackhi_epi64(a[g], a[g + 2]);
-        c[g + 2] = _mm512_unpacklo_epi64(a[g + 1], a[g + 3]);
-        c[g + 3] = _mm512_unpackhi_epi64(a[g + 1], a[g + 3]);
-    }
+    __m512i c[16]; /* c[4g + m], 128-bit lane L: dword 4L + m of t[4g..4g+3] */
+    tr4x4_lanes(t, c, 16);
     for (int m = 0; m < 4; m++) { /* lane L of c[m], c[4 + m], c[8 + m], c[12 + m] -> o[4L + m] */
         const __m512i p0 = _mm512_shuffle_i32x4(c[m], c[4 + m], _MM_SHUFFLE(1, 0, 1, 0));
         const __m512i p1 = _mm512_shuffle_i32x4(c[m], c[4 + m], _MM_SHUFFLE(3, 2, 3, 2));
