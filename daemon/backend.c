@@ -433,18 +433,16 @@ int engine_backend_create(const srv_config *cfg, bool commit_kv, engine_backend 
             .prefault = commit_kv, /* the arena is resident now, never faulted in mid-step */
         };
         rc = kv_create(&kc, &m->kv);
-        if (rc == -ENOMEM) {
-            snprintf(errbuf, errlen,
-                     "model %s: cannot get memory for its KV cache (%llu MiB; lower kv-cache-mib)",
-                     m->name, (unsigned long long)(budget >> 20));
-            engine_backend_free(b);
-            return rc;
-        }
         if (rc != 0) {
-            snprintf(errbuf, errlen,
-                     "model %s: cannot create its KV cache (%s; block-size must be a power of two, and "
-                     "kv-cache-mib/models must hold one block)",
-                     m->name, strerror(-rc));
+            if (rc == -ENOMEM)
+                snprintf(errbuf, errlen,
+                         "model %s: cannot get memory for its KV cache (%llu MiB; lower kv-cache-mib)",
+                         m->name, (unsigned long long)(budget >> 20));
+            else
+                snprintf(errbuf, errlen,
+                         "model %s: cannot create its KV cache (%s; block-size must be a power of two, and "
+                         "kv-cache-mib/models must hold one block)",
+                         m->name, strerror(-rc));
             engine_backend_free(b);
             return rc;
         }

@@ -176,7 +176,7 @@ static void test_prefault(void)
         c.dtype = KV_F16;
         c.n_layer = 4;
         c.head_dim = 64;
-        c.budget_bytes = 6u << 20; /* 3 MiB of blocks: a large page and part of another */
+        c.budget_bytes = 6u << 20; /* 192 blocks of 32 KiB: three 2 MiB pages */
         c.prefault = pf;
         kv_cache *kv = NULL;
         CHECK_EQ_INT(kv_create(&c, &kv), 0);

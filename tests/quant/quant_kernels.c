@@ -328,9 +328,6 @@ static void check_types(void)
     CHECK_EQ_INT(rb, (SIZE_MAX / 4) * 4);
 }
 
-/* Matrices larger than the reference tensors: K split into several chunks (the kernels keep
- * 1024 or 2048 elements of prepared weights at a time), row counts with tails, enough rows
- * for the prefetching paths, and a row stride larger than the row. */
 /* nrows random rows of n elements of type through check_matrix */
 static void check_random(uint32_t type, size_t n, size_t nrows)
 {
@@ -352,6 +349,9 @@ static void check_random(uint32_t type, size_t n, size_t nrows)
     free(wf);
 }
 
+/* Matrices larger than the reference tensors: K split into several chunks (the kernels keep
+ * 1024 or 2048 elements of prepared weights at a time), row counts with tails, enough rows
+ * for the prefetching paths, and a row stride larger than the row. */
 static void check_large(void)
 {
     static const uint32_t types[] = {ENG_TYPE_Q8_0, ENG_TYPE_Q4_0, ENG_TYPE_Q4_K};
