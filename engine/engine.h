@@ -51,9 +51,11 @@
  *   - Threads split rows (weights) or (sequence, tokens, head) items (attention), never K.
  *   - Attention always reads K/V back from the cache (also for the batch's own tokens) and
  *     sums over positions 0..pos in ascending order, in f32: the same arithmetic whatever the
- *     chunking. A prompt's consecutive tokens may be computed together (forward.c's
- *     attn_tile) with each query's operations unchanged; the softmax's e^x and its sum
- *     (8 lanes, fixed tree) depend on the query's scores and position count only.
+ *     chunking. Each query's operations are fixed (forward.c, "attention": its dot products
+ *     in 4 chains by dimension, the softmax's e^x and its sum in 8 lanes and a fixed tree,
+ *     the V sums in position order) whichever queries are computed together (a prompt's
+ *     consecutive tokens, the query heads of one kv head) and whether the vector kernels
+ *     or the element-at-a-time form compute them.
  *   - RMSNorm, RoPE, SwiGLU and the residual adds are per-token (elementwise or one row's
  *     sum in element order); forward.c runs RoPE, the K/V stores, SwiGLU and the residual
  *     adds inside the matmul pool runs on the rows each chunk computed, with the same
@@ -117,6 +119,12 @@ int eng_ctx_max_batch_seqs(const eng_ctx *ctx);
  * scaled to sum to 1; they go on adapting from there), for tests that check that claim
  * with lopsided splits. -EINVAL if a value is not positive and finite. */
 int eng_ctx_set_row_shares(eng_ctx *ctx, const float *shares);
+
+/* Attention has vector kernels (512- or 256-bit, chosen at build time, when the block size
+ * and head dim allow) and an element-at-a-time form that computes the same operations in the
+ * same order. on = true makes this context use the element-at-a-time form, for tests that
+ * check that both give the same bits; false (the default) goes back to the kernels. */
+void eng_ctx_set_attn_elementwise(eng_ctx *ctx, bool on);
 
 /* Runs one step; see the contract above. ret_logits: (number of want_logits entries) *
  * n_vocab floats, may be NULL when no entry wants logits. */

@@ -53,6 +53,7 @@ struct eng_ctx {
     /* kv geometry */
     int bs;             /* tokens per block */
     bool kv_f16;
+    bool attn_elementwise; /* eng_ctx_set_attn_elementwise */
 
     /* scratch (sized at creation) */
     float *x, *xb, *q, *k, *v, *att, *hb, *hb2;
@@ -65,7 +66,7 @@ struct eng_ctx {
     const uint32_t **entry_blocks; /* max_seqs: block table of each entry */
     float *th_scores;   /* n_threads * th_scores_stride */
     size_t th_scores_stride; /* ATT_TQ * n_ctx */
-    int32_t *tile_t0;   /* max_tokens: first token of each attention tile (attn_tile) */
+    int32_t *tile_t0;   /* max_tokens: first token of each attention tile (attn_tiles) */
     int n_tiles;
 
     /* a run's activations quantized once (eng_act_*), 64-byte aligned; NULL if no row
@@ -272,8 +273,26 @@ static void swiglu_row(float *g, const float *u, size_t n)
 
 /* ------------------------------------------------------------------ kv cache writes */
 
+/* K elements [o, o + n) of one token at slot i of a block's transposed K (attention's
+ * layout: element d at [d * bs + i]), f16 (exact rounding, elementwise) or f32 */
+static void store_k_column(eng_ctx *c, void *dst, size_t i, size_t o, const float *x, size_t n)
+{
+    const size_t bs = (size_t)c->bs;
+    if (!c->kv_f16) {
+        for (size_t e = 0; e < n; e++) ((float *)dst)[(o + e) * bs + i] = x[e];
+        return;
+    }
+    uint16_t h[64];
+    for (size_t e0 = 0; e0 < n; e0 += 64) {
+        const size_t m = n - e0 < 64 ? n - e0 : 64;
+        eng_f32_to_f16_row(x + e0, h, m);
+        for (size_t e = 0; e < m; e++) ((uint16_t *)dst)[(o + e0 + e) * bs + i] = h[e];
+    }
+}
+
 /* Stores elements [r0, r1) of each batch token's K or V row (kv_dim wide, in src) at the
- * token's position of its block: f16 (exact rounding, elementwise) or f32. */
+ * token's slot of its block, in attention's layout (V a row per slot, K transposed): f16
+ * (exact rounding, elementwise) or f32. */
 static void store_kv_range(eng_ctx *c, int layer, bool is_v, const float *src, int nt,
                            size_t r0, size_t r1)
 {
@@ -282,18 +301,21 @@ static void store_kv_range(eng_ctx *c, int layer, bool is_v, const float *src, i
         const uint32_t *blocks = c->entry_blocks[c->tok_entry[t]];
         const size_t pos = (size_t)c->tok_pos[t];
         const uint32_t blk = blocks[pos / bs];
-        const size_t off = (pos % bs) * D;
+        const size_t slot = pos % bs;
         const float *row = src + (size_t)t * (size_t)c->kv_dim;
         for (size_t r = r0; r < r1;) {
             const int h = (int)(r / D);
             const size_t o = r % D;
             size_t end = (size_t)(h + 1) * D;
             if (end > r1) end = r1;
-            void *dst = is_v ? blk_v(c, blk, layer, h) : blk_k(c, blk, layer, h);
-            if (c->kv_f16)
-                eng_f32_to_f16_row(row + r, (uint16_t *)dst + off + o, end - r);
+            if (!is_v)
+                store_k_column(c, blk_k(c, blk, layer, h), slot, o, row + r, end - r);
+            else if (c->kv_f16)
+                eng_f32_to_f16_row(row + r, (uint16_t *)blk_v(c, blk, layer, h) + slot * D + o,
+                                   end - r);
             else
-                memcpy((float *)dst + off + o, row + r, (end - r) * sizeof(float));
+                memcpy((float *)blk_v(c, blk, layer, h) + slot * D + o, row + r,
+                       (end - r) * sizeof(float));
             r = end;
         }
     }
@@ -577,94 +599,49 @@ static void matmul(eng_ctx *c, const eng_mat *w, const float *x, int nt, float *
     mm_exec(c, &j);
 }
 
-/* ------------------------------------------------------------------ attention */
+/* ------------------------------------------------------------------ attention
+ *
+ * Layout of a (block, layer, kv head) region of the cache (kvcache hands out the region; the
+ * order inside it is the engine's): V token-major, element d of slot i at v[i * D + d]; K
+ * transposed, k[d * bs + i], so that one vector load takes dimension d of consecutive keys and
+ * a vector of scores needs no horizontal sums.
+ *
+ * One query (one head of one token that sees positions 0..n-1) is, on every path below:
+ *   c_r = sum over the dimensions d = r mod 4, in ascending d, of q[d] * k_p[d] (att_madd:
+ *         one fused multiply-add with FMA in the build, else a multiply then an add);
+ *   score[p] = ((c_0 + c_1) + (c_2 + c_3)) * scale;
+ *   e[p] = softmax_exp(score, n, max score), inv = 1 / (their sum);
+ *   out[d] = att_madd(e[p] * inv, v_p[d], out[d]) over p in ascending order, from 0.
+ * The vector paths compute one key (or one dimension) per lane with exactly these operations,
+ * so the bits depend on neither the path, nor the queries computed together, nor the thread. */
 
-#define ATT_TQ 4        /* queries per tile: consecutive tokens of one sequence (attn_tile) */
+#define ATT_TQ 4        /* queries per tile: consecutive tokens of one sequence (attn_tiles) */
 #define ATT_MIN_ITEMS 4 /* items per thread below which attention items are single heads */
 
-/* Fixed-order dot products of a query (f32) with a key (f32 or f16): 8 lanes (lane j sums
- * the products of elements i = j mod 8 in order, a multiply then an add), then a fixed tree,
- * then the tail. The f16 key is widened exactly, so both give the bits of the f32 form. */
-static inline float lane_tree(const float *l)
-{
-    return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
-}
-
-#if ENG_HAVE_F16C
-/* lane_tree of the 8 lanes of v, same additions in the same grouping */
-static inline float lane_tree_v(__m256 v)
-{
-    const __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* (l0+l4)+(l2+l6), (l1+l5)+(l3+l7) */
-    return _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
-}
-
-static inline __m256 load_f16x8(const uint16_t *p)
-{
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
-}
+#if defined(__FMA__)
+#define ATT_FMA 1
+#else
+#define ATT_FMA 0
 #endif
 
-/* element i of a K or V row, f16 (widened exactly) or f32 */
-static inline float kv_elem(const void *b, int i, const bool f16)
+static inline float att_madd(float a, float b, float c)
+{
+#if ATT_FMA
+    return fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
+
+/* element i of a K or V region, f16 (widened exactly) or f32 */
+static inline float kv_elem(const void *b, size_t i, const bool f16)
 {
     return f16 ? eng_f16_to_f32(((const uint16_t *)b)[i]) : ((const float *)b)[i];
 }
 
-#if ENG_HAVE_F16C
-static inline __m256 kv_load8(const void *b, int i, const bool f16)
-{
-    return f16 ? load_f16x8((const uint16_t *)b + i) : _mm256_loadu_ps((const float *)b + i);
-}
-#endif
-
-/* the fixed-order dot product above, of a query with an f16 or f32 row */
-static inline __attribute__((always_inline)) float dot_kv(const float *a, const void *b, int n,
-                                                          const bool f16)
-{
-    int i = 0;
-    float s;
-#if ENG_HAVE_F16C
-    __m256 acc = _mm256_setzero_ps();
-    for (; i + 8 <= n; i += 8)
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_loadu_ps(a + i), kv_load8(b, i, f16)));
-    s = lane_tree_v(acc);
-#else
-    float l[8] = {0};
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) l[j] += a[i + j] * kv_elem(b, i + j, f16);
-    s = lane_tree(l);
-#endif
-    for (; i < n; i++) s += a[i] * kv_elem(b, i, f16);
-    return s;
-}
-
-static inline float dot_f32(const float *a, const float *b, int n) { return dot_kv(a, b, n, false); }
-static inline float dot_f16(const float *a, const uint16_t *b, int n) { return dot_kv(a, b, n, true); }
-
-#if ENG_HAVE_F16C
-/* dot_f16 of a with 4 keys (n apart, n % 8 == 0) at once: 4 independent chains, each with
- * dot_f16's lanes, operations and tree */
-static inline void dot_f16x4(const float *a, const uint16_t *b, int n, float *out)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    const uint16_t *b1 = b + n, *b2 = b1 + n, *b3 = b2 + n;
-    for (int i = 0; i + 8 <= n; i += 8) {
-        const __m256 av = _mm256_loadu_ps(a + i);
-        s0 = _mm256_add_ps(s0, _mm256_mul_ps(av, load_f16x8(b + i)));
-        s1 = _mm256_add_ps(s1, _mm256_mul_ps(av, load_f16x8(b1 + i)));
-        s2 = _mm256_add_ps(s2, _mm256_mul_ps(av, load_f16x8(b2 + i)));
-        s3 = _mm256_add_ps(s3, _mm256_mul_ps(av, load_f16x8(b3 + i)));
-    }
-    out[0] = lane_tree_v(s0);
-    out[1] = lane_tree_v(s1);
-    out[2] = lane_tree_v(s2);
-    out[3] = lane_tree_v(s3);
-}
-#endif
-
-/* prefetch (to L2) the cache lines of [p, p + bytes) */
-static inline void prefetch_rows(const void *p, size_t bytes)
+/* prefetch (to L2) the cache lines of [p, p + bytes). Always inlined: GCC 12 finds a
+ * separate copy free of side effects and deletes the calls. */
+static inline __attribute__((always_inline)) void prefetch_rows(const void *p, size_t bytes)
 {
 #if defined(__SSE__)
     for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char *)p + o, _MM_HINT_T1);
@@ -674,21 +651,16 @@ static inline void prefetch_rows(const void *p, size_t bytes)
 #endif
 }
 
-/* out[d] += a * v[d], d < n (a multiply then an add per element) */
-static inline __attribute__((always_inline)) void axpy_kv(float *out, float a, const void *v,
-                                                          int n, const bool f16)
+#if defined(__AVX2__) && defined(__FMA__) && ENG_HAVE_F16C
+/* the sum of the 8 lanes of v in a fixed tree:
+ * ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) */
+static inline float lane_tree_v(__m256 v)
 {
-    for (int d = 0; d < n; d++) out[d] += a * kv_elem(v, d, f16);
+    const __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* (l0+l4)+(l2+l6), (l1+l5)+(l3+l7) */
+    return _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
 }
-
-typedef struct attn_job {
-    eng_ctx *c;
-    int layer;
-    int nt;
-    long n_items;
-    int group; /* query heads per item (attn_worker) */
-    _Alignas(64) atomic_long next;
-} attn_job;
+#endif
 
 /* The softmax's numerators in place, scores[p] = e^(scores[p] - m), and their sum. With
  * AVX2 and FMA: exp_avx2 (the SwiGLU's e^x, under 2^-23 relative error; a score 87 or more
@@ -727,257 +699,277 @@ static float softmax_exp(float *scores, int n_pos, float m)
 #endif
 }
 
-/* One query head of one token: scores in position order, softmax (softmax_exp), then the
- * weighted V sum in position order. K and V are read in place
- * from the cache blocks (f16 widened exactly on the fly). */
-static void attn_head(eng_ctx *c, int layer, int t, int h, float *scores)
-{
-    const int D = c->D, bs = c->bs;
-    const int kvh = h / (c->H / c->HKV);
-    const int n_pos = c->tok_pos[t] + 1;
-    const uint32_t *blocks = c->entry_blocks[c->tok_entry[t]];
-    const float *qh = c->q + (size_t)t * c->q_dim + (size_t)h * D;
-    float *out = c->att + (size_t)t * c->q_dim + (size_t)h * D;
+/* one query of an attention item: its vector, its output, the positions it sees */
+typedef struct att_q {
+    const float *q;
+    float *out;
+    int n;
+} att_q;
 
-    float m = -INFINITY;
-    const size_t esz = c->kv_f16 ? 2 : 4;
-    for (int p0 = 0; p0 < n_pos; p0 += bs) {
-        const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
-        const void *kb = blk_k(c, blocks[p0 / bs], layer, kvh);
-        /* the blocks are scattered in the arena, so no hardware prefetcher follows them:
-         * with keys i.., fetch the same rows of the next block's keys and of this block's
-         * values (read after the softmax), a few lines per step rather than a burst that
-         * would wait for the line-fill buffers */
-        const int nbn = p0 + bs < n_pos ? (n_pos - p0 - bs < bs ? n_pos - p0 - bs : bs) : 0;
-        const char *kn = nbn ? (const char *)blk_k(c, blocks[p0 / bs + 1], layer, kvh) : NULL;
-        const char *vc = (const char *)blk_v(c, blocks[p0 / bs], layer, kvh);
-        const size_t row = (size_t)D * esz;
-        float *sc = scores + p0;
-        int i = 0;
-#if ENG_HAVE_F16C
-        if (c->kv_f16 && D % 8 == 0)
-            for (; i + 4 <= nb; i += 4) { /* 4 keys side by side: dot_f16's operations each */
-                if (i < nbn) prefetch_rows(kn + (size_t)i * row, (size_t)(nbn - i < 4 ? nbn - i : 4) * row);
-                prefetch_rows(vc + (size_t)i * row, 4 * row);
-                dot_f16x4(qh, (const uint16_t *)kb + (size_t)i * D, D, sc + i);
-            }
-        for (int u = 0; u < i; u++) {
-            sc[u] *= c->attn_scale;
-            if (sc[u] > m) m = sc[u];
-        }
-#endif
-        for (; i < nb; i++) {
-            if (i < nbn) prefetch_rows(kn + (size_t)i * row, row);
-            prefetch_rows(vc + (size_t)i * row, row);
-            const float s_ = (c->kv_f16 ? dot_f16(qh, (const uint16_t *)kb + (size_t)i * D, D)
-                                        : dot_f32(qh, (const float *)kb + (size_t)i * D, D)) *
-                             c->attn_scale;
-            sc[i] = s_;
-            if (s_ > m) m = s_;
-        }
-    }
-    const float inv = 1.0f / softmax_exp(scores, n_pos, m);
-#if ENG_HAVE_F16C
-    if (D % 64 == 0) {
-        /* 64 output dims at a time in registers; per element the same sum in position
-         * order as the loop below (0, then + a * v for each position) */
-        for (int d0 = 0; d0 < D; d0 += 64) {
-            __m256 o[8];
-            for (int k = 0; k < 8; k++) o[k] = _mm256_setzero_ps();
-            for (int p0 = 0; p0 < n_pos; p0 += bs) {
-                const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
-                const void *vb = blk_v(c, blocks[p0 / bs], layer, kvh);
-                const float *sc = scores + p0;
-                for (int i = 0; i < nb; i++) {
-                    const __m256 a = _mm256_set1_ps(sc[i] * inv);
-                    if (c->kv_f16) {
-                        const uint16_t *v = (const uint16_t *)vb + (size_t)i * D + d0;
-                        for (int k = 0; k < 8; k++)
-                            o[k] = _mm256_add_ps(o[k], _mm256_mul_ps(a, load_f16x8(v + 8 * k)));
-                    } else {
-                        const float *v = (const float *)vb + (size_t)i * D + d0;
-                        for (int k = 0; k < 8; k++)
-                            o[k] = _mm256_add_ps(o[k], _mm256_mul_ps(a, _mm256_loadu_ps(v + 8 * k)));
-                    }
-                }
-            }
-            for (int k = 0; k < 8; k++) _mm256_storeu_ps(out + d0 + 8 * k, o[k]);
-        }
-        return;
-    }
-#endif
-    for (int d = 0; d < D; d++) out[d] = 0.0f;
-    for (int p0 = 0; p0 < n_pos; p0 += bs) {
-        const int nb = n_pos - p0 < bs ? n_pos - p0 : bs;
-        const void *vb = blk_v(c, blocks[p0 / bs], layer, kvh);
-        const float *sc = scores + p0;
-        for (int i = 0; i < nb; i++) {
-            const float a = sc[i] * inv;
-            if (c->kv_f16)
-                axpy_kv(out, a, (const uint16_t *)vb + (size_t)i * D, D, true);
-            else
-                axpy_kv(out, a, (const float *)vb + (size_t)i * D, D, false);
-        }
-    }
-}
-
-#if ENG_HAVE_F16C
-/* lane_tree_v of 4 accumulators at once, the same additions in the same grouping: returns
- * [tree(A), tree(C), tree(A), tree(C) | tree(B), tree(D), tree(B), tree(D)] */
-static inline __m256 lane_tree4(__m256 A, __m256 B, __m256 C, __m256 D)
-{
-    /* per 128-bit lane, a_i = l_i + l_(i+4) of A (lane 0) and B (lane 1); likewise C, D */
-    const __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(A, B, 0x20), _mm256_permute2f128_ps(A, B, 0x31));
-    const __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(C, D, 0x20), _mm256_permute2f128_ps(C, D, 0x31));
-    /* a0 + a2 and a1 + a3 of each */
-    const __m256 t = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
-                                   _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
-    /* (a0 + a2) + (a1 + a3) */
-    return _mm256_add_ps(_mm256_shuffle_ps(t, t, _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm256_shuffle_ps(t, t, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-/* attn_head for NQ (2..ATT_TQ) consecutive tokens t0.. of one sequence (positions P, P + 1,
- * ...) and one head, f16 K/V, D % 32 == 0: every key and value row is widened once for all
- * of them, and the scores of the keys they share come from a 4-query x 4-key register tile.
- * Per query the operations are attn_head's, in its order (dot_f16's lanes and tree, the
- * softmax, the V sums in position order), so the bits do not depend on the tiling.
- * scores: NQ rows of n_ctx. */
+/* att_query: one query by the definition above, an element at a time (any block size and
+ * head dim; the path of builds without the vector units). scores: n floats. */
 static inline __attribute__((always_inline)) void
-attn_tile_n(eng_ctx *c, int layer, int t0, int h, const int NQ, float *scores)
+att_query_f(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *aq, float *sc,
+            const bool f16)
+{
+    const int D = c->D, bs = c->bs, n = aq->n;
+    float m = -INFINITY;
+    for (int p = 0; p < n; p++) {
+        const void *kb = blk_k(c, blocks[p / bs], layer, kvh);
+        const size_t i = (size_t)(p % bs);
+        float r[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (int d = 0; d < D; d++)
+            r[d & 3] = att_madd(aq->q[d], kv_elem(kb, (size_t)d * (size_t)bs + i, f16), r[d & 3]);
+        const float s_ = ((r[0] + r[1]) + (r[2] + r[3])) * c->attn_scale;
+        sc[p] = s_;
+        if (s_ > m) m = s_;
+    }
+    const float inv = 1.0f / softmax_exp(sc, n, m);
+    float *out = aq->out;
+    for (int d = 0; d < D; d++) out[d] = 0.0f;
+    for (int p = 0; p < n; p++) {
+        const void *vb = blk_v(c, blocks[p / bs], layer, kvh);
+        const size_t row = (size_t)(p % bs) * (size_t)D;
+        const float a = sc[p] * inv;
+        for (int d = 0; d < D; d++) out[d] = att_madd(a, kv_elem(vb, row + (size_t)d, f16), out[d]);
+    }
+}
+
+static void att_query(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *aq,
+                      float *sc)
+{
+    if (c->kv_f16)
+        att_query_f(c, layer, blocks, kvh, aq, sc, true);
+    else
+        att_query_f(c, layer, blocks, kvh, aq, sc, false);
+}
+
+/* ---- the vector path: AV_LANES keys (or dimensions) per vector, 512- or 256-bit */
+#if defined(__AVX512F__) && defined(__FMA__) && ENG_HAVE_F16C
+#define AV_LANES 16
+#define AV_SET 4 /* queries computed together: 16 score and 16 output accumulators */
+#define AV_VN 4  /* vectors of output dimensions per pass over V */
+typedef __m512 av_f;
+static inline av_f av_zero(void) { return _mm512_setzero_ps(); }
+static inline av_f av_set1(float x) { return _mm512_set1_ps(x); }
+static inline av_f av_add(av_f a, av_f b) { return _mm512_add_ps(a, b); }
+static inline av_f av_mul(av_f a, av_f b) { return _mm512_mul_ps(a, b); }
+static inline av_f av_fma(av_f a, av_f b, av_f c) { return _mm512_fmadd_ps(a, b, c); }
+static inline void av_store(float *p, av_f v) { _mm512_storeu_ps(p, v); }
+static inline av_f av_load(const void *b, size_t i, const bool f16)
+{
+    if (!f16) return _mm512_loadu_ps((const float *)b + i);
+    const uint16_t *h = (const uint16_t *)b + i;
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)h));
+}
+/* m with lanes l < n replaced by s when s > m (a NaN score never becomes the maximum) */
+static inline av_f av_max_first(av_f m, av_f s, int n)
+{
+    const __mmask16 live = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+    return _mm512_mask_max_ps(m, live, s, m);
+}
+static inline float av_hmax(av_f m) { return _mm512_reduce_max_ps(m); }
+#elif defined(__AVX2__) && defined(__FMA__) && ENG_HAVE_F16C
+#define AV_LANES 8
+#define AV_SET 3 /* 12 score accumulators of the 16 registers */
+#define AV_VN 2
+typedef __m256 av_f;
+static inline av_f av_zero(void) { return _mm256_setzero_ps(); }
+static inline av_f av_set1(float x) { return _mm256_set1_ps(x); }
+static inline av_f av_add(av_f a, av_f b) { return _mm256_add_ps(a, b); }
+static inline av_f av_mul(av_f a, av_f b) { return _mm256_mul_ps(a, b); }
+static inline av_f av_fma(av_f a, av_f b, av_f c) { return _mm256_fmadd_ps(a, b, c); }
+static inline void av_store(float *p, av_f v) { _mm256_storeu_ps(p, v); }
+static inline av_f av_load(const void *b, size_t i, const bool f16)
+{
+    if (!f16) return _mm256_loadu_ps((const float *)b + i);
+    const uint16_t *h = (const uint16_t *)b + i;
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
+}
+static inline av_f av_max_first(av_f m, av_f s, int n)
+{
+    const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    return _mm256_blendv_ps(m, _mm256_max_ps(s, m), live);
+}
+static inline float av_hmax(av_f m)
+{
+    __m128 a = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    a = _mm_max_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_max_ss(a, _mm_shuffle_ps(a, a, 1)));
+}
+#endif
+
+#if defined(AV_LANES)
+#define ATT_SET AV_SET
+
+/* the vector path serves the context when the blocks hold whole vectors of keys and a pass
+ * over V takes whole vectors of dimensions */
+static bool att_vector(const eng_ctx *c)
+{
+    return c->bs % AV_LANES == 0 && c->D % (AV_VN * AV_LANES) == 0;
+}
+
+/* NQ (1..AV_SET) queries of one sequence and kv head. Scores: per block, AV_LANES keys at a
+ * time, each query's 4 chains in 4 accumulators; K of the next block and V of this one are
+ * prefetched a few lines per step (the blocks are scattered, no hardware prefetcher follows
+ * them). Then each query's softmax, then the V sums AV_VN vectors of dimensions at a time,
+ * each V row widened once for all the queries. scores: NQ rows, ss apart. */
+static inline __attribute__((always_inline)) void
+att_set_v(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *qs, const int NQ,
+          float *scores, size_t ss, const bool f16)
 {
     const int D = c->D, bs = c->bs;
-    const int kvh = h / (c->H / c->HKV);
-    const int n0 = c->tok_pos[t0] + 1; /* query j sees n0 + j positions */
-    const int n_max = n0 + NQ - 1;
-    const size_t S = (size_t)c->n_ctx, row = (size_t)D * 2;
-    const float scale = c->attn_scale;
-    const uint32_t *blocks = c->entry_blocks[c->tok_entry[t0]];
-    const float *q[ATT_TQ];
-    float m[ATT_TQ], inv[ATT_TQ];
+    const size_t esz = f16 ? 2 : 4, pf_step = (size_t)4 * AV_LANES * esz;
+    const av_f scale = av_set1(c->attn_scale);
+    int n_max = 0, n_min = INT32_MAX;
+    av_f mx[AV_SET];
     for (int j = 0; j < NQ; j++) {
-        q[j] = c->q + (size_t)(t0 + j) * c->q_dim + (size_t)h * D;
-        m[j] = -INFINITY;
+        if (qs[j].n > n_max) n_max = qs[j].n;
+        if (qs[j].n < n_min) n_min = qs[j].n;
+        mx[j] = av_set1(-INFINITY);
     }
     for (int p0 = 0; p0 < n_max; p0 += bs) {
-        const uint16_t *kb = blk_k(c, blocks[p0 / bs], layer, kvh);
-        const int nbn = p0 + bs < n_max ? (n_max - p0 - bs < bs ? n_max - p0 - bs : bs) : 0;
-        const char *kn = nbn ? (const char *)blk_k(c, blocks[p0 / bs + 1], layer, kvh) : NULL;
+        const int nb = n_max - p0 < bs ? n_max - p0 : bs;
+        const char *kb = blk_k(c, blocks[p0 / bs], layer, kvh);
+        const char *kn =
+            p0 + bs < n_max ? (const char *)blk_k(c, blocks[p0 / bs + 1], layer, kvh) : NULL;
         const char *vc = (const char *)blk_v(c, blocks[p0 / bs], layer, kvh);
-        const int nb0 = n0 - p0 < bs ? n0 - p0 : bs; /* keys every query sees */
-        int i = 0;
-        for (; i + 4 <= nb0; i += 4) {
-            if (i < nbn) prefetch_rows(kn + (size_t)i * row, (size_t)(nbn - i < 4 ? nbn - i : 4) * row);
-            prefetch_rows(vc + (size_t)i * row, 4 * row);
-            const uint16_t *k0 = kb + (size_t)i * D;
-            __m256 acc[ATT_TQ][4];
+        size_t pf = 0;
+        for (int i0 = 0; i0 < nb; i0 += AV_LANES) {
+            av_f acc[AV_SET][4];
             for (int j = 0; j < NQ; j++)
-                for (int u = 0; u < 4; u++) acc[j][u] = _mm256_setzero_ps();
-            for (int d = 0; d < D; d += 8) {
-                const __m256 K0 = load_f16x8(k0 + d), K1 = load_f16x8(k0 + D + d);
-                const __m256 K2 = load_f16x8(k0 + 2 * D + d), K3 = load_f16x8(k0 + 3 * D + d);
-                for (int j = 0; j < NQ; j++) {
-                    const __m256 qv = _mm256_loadu_ps(q[j] + d);
-                    acc[j][0] = _mm256_add_ps(acc[j][0], _mm256_mul_ps(qv, K0));
-                    acc[j][1] = _mm256_add_ps(acc[j][1], _mm256_mul_ps(qv, K1));
-                    acc[j][2] = _mm256_add_ps(acc[j][2], _mm256_mul_ps(qv, K2));
-                    acc[j][3] = _mm256_add_ps(acc[j][3], _mm256_mul_ps(qv, K3));
+                for (int r = 0; r < 4; r++) acc[j][r] = av_zero();
+            for (int d = 0; d < D; d += 4) {
+                if (kn) prefetch_rows(kn + pf, pf_step);
+                prefetch_rows(vc + pf, pf_step);
+                pf += pf_step;
+                for (int r = 0; r < 4; r++) {
+                    const av_f k = av_load(kb, (size_t)(d + r) * (size_t)bs + (size_t)i0, f16);
+                    for (int j = 0; j < NQ; j++)
+                        acc[j][r] = av_fma(av_set1(qs[j].q[d + r]), k, acc[j][r]);
                 }
             }
             for (int j = 0; j < NQ; j++) {
-                _Alignas(32) float r[8];
-                _mm256_store_ps(r, lane_tree4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]));
-                const float v4[4] = {r[0], r[4], r[1], r[5]};
-                float *sc = scores + (size_t)j * S + p0 + i;
-                for (int u = 0; u < 4; u++) {
-                    sc[u] = v4[u] * scale;
-                    if (sc[u] > m[j]) m[j] = sc[u];
-                }
-            }
-        }
-        /* the rest of the block, per query (up to its own last position) */
-        for (int j = 0; j < NQ; j++) {
-            const int nbj = n0 + j - p0 < bs ? n0 + j - p0 : bs;
-            for (int u = i; u < nbj; u++) {
-                if (j == NQ - 1) {
-                    if (u < nbn) prefetch_rows(kn + (size_t)u * row, row);
-                    prefetch_rows(vc + (size_t)u * row, row);
-                }
-                const float s_ = dot_f16(q[j], kb + (size_t)u * D, D) * scale;
-                scores[(size_t)j * S + p0 + u] = s_;
-                if (s_ > m[j]) m[j] = s_;
+                const av_f c01 = av_add(acc[j][0], acc[j][1]), c23 = av_add(acc[j][2], acc[j][3]);
+                const av_f s = av_mul(av_add(c01, c23), scale);
+                av_store(scores + (size_t)j * ss + (size_t)(p0 + i0), s);
+                if (qs[j].n > p0 + i0) mx[j] = av_max_first(mx[j], s, qs[j].n - (p0 + i0));
             }
         }
     }
-    for (int j = 0; j < NQ; j++) inv[j] = 1.0f / softmax_exp(scores + (size_t)j * S, n0 + j, m[j]);
-    /* 32 output dims at a time for every query; per element attn_head's sum in position
-     * order (0, then + a * v for each position) */
-    for (int d0 = 0; d0 < D; d0 += 32) {
-        __m256 o[ATT_TQ][4];
+    float inv[AV_SET];
+    for (int j = 0; j < NQ; j++)
+        inv[j] = 1.0f / softmax_exp(scores + (size_t)j * ss, qs[j].n, av_hmax(mx[j]));
+    for (int d0 = 0; d0 < D; d0 += AV_VN * AV_LANES) {
+        av_f o[AV_SET][AV_VN];
         for (int j = 0; j < NQ; j++)
-            for (int k = 0; k < 4; k++) o[j][k] = _mm256_setzero_ps();
+            for (int k = 0; k < AV_VN; k++) o[j][k] = av_zero();
         for (int p0 = 0; p0 < n_max; p0 += bs) {
             const int nb = n_max - p0 < bs ? n_max - p0 : bs;
-            const uint16_t *vb = (const uint16_t *)blk_v(c, blocks[p0 / bs], layer, kvh) + d0;
-            for (int u = 0; u < nb; u++) {
-                const int p = p0 + u;
-                const uint16_t *v = vb + (size_t)u * D;
-                const __m256 V0 = load_f16x8(v), V1 = load_f16x8(v + 8);
-                const __m256 V2 = load_f16x8(v + 16), V3 = load_f16x8(v + 24);
+            const char *vb = blk_v(c, blocks[p0 / bs], layer, kvh);
+            for (int i = 0; i < nb; i++) {
+                const int p = p0 + i;
+                const size_t row = (size_t)i * (size_t)D + (size_t)d0;
+                av_f v[AV_VN];
+                for (int k = 0; k < AV_VN; k++) v[k] = av_load(vb, row + (size_t)k * AV_LANES, f16);
                 for (int j = 0; j < NQ; j++) {
-                    if (p >= n0 + j) continue; /* past query j's last position */
-                    const __m256 a = _mm256_set1_ps(scores[(size_t)j * S + p] * inv[j]);
-                    o[j][0] = _mm256_add_ps(o[j][0], _mm256_mul_ps(a, V0));
-                    o[j][1] = _mm256_add_ps(o[j][1], _mm256_mul_ps(a, V1));
-                    o[j][2] = _mm256_add_ps(o[j][2], _mm256_mul_ps(a, V2));
-                    o[j][3] = _mm256_add_ps(o[j][3], _mm256_mul_ps(a, V3));
+                    if (p >= n_min && p >= qs[j].n) continue; /* past query j's last position */
+                    const av_f a = av_set1(scores[(size_t)j * ss + (size_t)p] * inv[j]);
+                    for (int k = 0; k < AV_VN; k++) o[j][k] = av_fma(a, v[k], o[j][k]);
                 }
             }
         }
-        for (int j = 0; j < NQ; j++) {
-            float *out = c->att + (size_t)(t0 + j) * c->q_dim + (size_t)h * D + d0;
-            for (int k = 0; k < 4; k++) _mm256_storeu_ps(out + 8 * k, o[j][k]);
-        }
+        for (int j = 0; j < NQ; j++)
+            for (int k = 0; k < AV_VN; k++) av_store(qs[j].out + d0 + k * AV_LANES, o[j][k]);
     }
 }
-#endif
 
-/* the queries of tile ti (tokens tile_t0[ti] .. tile_t0[ti + 1] - 1) for head h */
-static void attn_tile(eng_ctx *c, int layer, int ti, int nt, int h, float *scores)
+static void att_set(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *qs,
+                    int nq, float *scores, size_t ss)
 {
-    const int t0 = c->tile_t0[ti], t1 = ti + 1 < c->n_tiles ? c->tile_t0[ti + 1] : nt;
-#if ENG_HAVE_F16C
-    switch (t1 - t0) {
-    case 2: attn_tile_n(c, layer, t0, h, 2, scores); return;
-    case 3: attn_tile_n(c, layer, t0, h, 3, scores); return;
-    case 4: attn_tile_n(c, layer, t0, h, 4, scores); return;
+    const bool f16 = c->kv_f16;
+#define ATT_SET_CASE(N)                                                                         \
+    case N:                                                                                     \
+        if (f16)                                                                                \
+            att_set_v(c, layer, blocks, kvh, qs, N, scores, ss, true);                          \
+        else                                                                                    \
+            att_set_v(c, layer, blocks, kvh, qs, N, scores, ss, false);                         \
+        return;
+    switch (nq) {
+    ATT_SET_CASE(1)
+    ATT_SET_CASE(2)
+    ATT_SET_CASE(3)
+#if AV_SET >= 4
+    ATT_SET_CASE(4)
+#endif
     default: break;
     }
-#endif
-    for (int t = t0; t < t1; t++) attn_head(c, layer, t, h, scores);
+#undef ATT_SET_CASE
+    for (int j = 0; j < nq; j++) att_query(c, layer, blocks, kvh, &qs[j], scores);
 }
+#else
+#define ATT_SET 4
+static bool att_vector(const eng_ctx *c)
+{
+    (void)c;
+    return false;
+}
+static void att_set(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *qs,
+                    int nq, float *scores, size_t ss)
+{
+    (void)ss;
+    for (int j = 0; j < nq; j++) att_query(c, layer, blocks, kvh, &qs[j], scores);
+}
+#endif
 
-/* Work items are claimed from an atomic counter. An item is a tile and either one query
- * head (group == 1) or the `group` query heads that share one kv head, run one after the
- * other on the same thread, so that the second and later heads find that kv head's K and V
- * rows in this core's cache instead of fetching them from memory again, as items of single
- * heads spread over the threads do (16 and 64 streams of SmolLM2-135M: attention runs 4-11%
- * shorter). Single heads when there are few items (one decoding sequence), so that every
- * thread still gets work. A tile is one token, or with f16 K/V and D % 32 == 0 up to ATT_TQ
- * consecutive tokens of one sequence (a prompt), which attn_tile computes together with the
- * same bits; the items change no bits either. */
+typedef struct attn_job {
+    eng_ctx *c;
+    int layer;
+    int nt;
+    long n_items;
+    int group; /* query heads per item (attn_worker) */
+    bool vector; /* att_vector */
+    _Alignas(64) atomic_long next;
+} attn_job;
+
+/* Work items are claimed from an atomic counter. An item is a tile (ATT_TQ consecutive tokens
+ * of one sequence at most) and either one query head (group == 1) or the `group` query heads
+ * that share one kv head. Its queries (head by head, token by token) are computed ATT_SET at
+ * a time, each set reading the kv head's K and V once; the sets of an item run on one thread,
+ * so that later ones find the rows in this core's cache. Single heads when there are few
+ * items (one decoding sequence), so that every thread still gets work. None of this changes
+ * a bit (see above). */
 static void attn_worker(void *arg, int ith, int nth)
 {
     attn_job *j = arg;
     eng_ctx *c = j->c;
     (void)nth;
     float *scores = c->th_scores + (size_t)ith * c->th_scores_stride;
-    const int per_tile = c->H / j->group;
+    const size_t ss = c->th_scores_stride / ATT_SET;
+    const int per_tile = c->H / j->group, hpk = c->H / c->HKV;
     for (;;) {
         const long it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (it >= j->n_items) break;
         const int ti = (int)(it / per_tile), h0 = (int)(it % per_tile) * j->group;
-        for (int h = h0; h < h0 + j->group; h++) attn_tile(c, j->layer, ti, j->nt, h, scores);
+        const int t0 = c->tile_t0[ti], t1 = ti + 1 < c->n_tiles ? c->tile_t0[ti + 1] : j->nt;
+        const uint32_t *blocks = c->entry_blocks[c->tok_entry[t0]];
+        att_q qs[ATT_SET];
+        int nq = 0;
+        for (int h = h0; h < h0 + j->group; h++)
+            for (int t = t0; t < t1; t++) {
+                qs[nq].q = c->q + (size_t)t * c->q_dim + (size_t)h * c->D;
+                qs[nq].out = c->att + (size_t)t * c->q_dim + (size_t)h * c->D;
+                qs[nq].n = c->tok_pos[t] + 1;
+                if (++nq == ATT_SET || (h == h0 + j->group - 1 && t == t1 - 1)) {
+                    if (j->vector)
+                        att_set(c, j->layer, blocks, h0 / hpk, qs, nq, scores, ss);
+                    else
+                        for (int q = 0; q < nq; q++)
+                            att_query(c, j->layer, blocks, h0 / hpk, &qs[q], scores);
+                    nq = 0;
+                }
+            }
     }
 }
 
@@ -990,15 +982,13 @@ static int attn_group(const eng_ctx *c)
 }
 
 /* the step's attention tiles: runs of up to ATT_TQ tokens of one entry (batch tokens of an
- * entry are consecutive, at consecutive positions), or single tokens when attn_tile_n
- * cannot serve the context */
+ * entry are consecutive, at consecutive positions) */
 static void attn_tiles(eng_ctx *c, int nt)
 {
-    const bool tiled = ENG_HAVE_F16C && c->kv_f16 && c->D % 32 == 0;
     int n = 0;
     for (int t = 0; t < nt;) {
         int len = 1;
-        while (tiled && len < ATT_TQ && t + len < nt && c->tok_entry[t + len] == c->tok_entry[t]) len++;
+        while (len < ATT_TQ && t + len < nt && c->tok_entry[t + len] == c->tok_entry[t]) len++;
         c->tile_t0[n++] = t;
         t += len;
     }
@@ -1048,6 +1038,8 @@ int eng_ctx_set_row_shares(eng_ctx *c, const float *shares)
         for (int i = 0; i < c->n_threads; i++) c->mm_share[k][i] = (float)(shares[i] / sum);
     return 0;
 }
+
+void eng_ctx_set_attn_elementwise(eng_ctx *c, bool on) { c->attn_elementwise = on; }
 
 int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *cfg,
                    eng_ctx **ret, eng_error *err)
@@ -1156,7 +1148,8 @@ int eng_ctx_create(const eng_model *model, kv_cache *kv, const eng_ctx_config *c
             rc = -ENOMEM;
         }
     }
-    c->th_scores_stride = (size_t)ATT_TQ * (size_t)c->n_ctx; /* attn_tile: ATT_TQ rows */
+    /* attn_worker: ATT_SET rows of scores, each whole vectors of keys long (att_set_v) */
+    c->th_scores_stride = (size_t)ATT_SET * (((size_t)c->n_ctx + 15) & ~(size_t)15);
     rc = rc ? rc : checked_alloc((void **)&c->th_scores, nth * c->th_scores_stride, sizeof(float));
     if (rc) {
         eng_ctx_free(c);
@@ -1269,6 +1262,7 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
      * activations' quantization (mm_prepare). */
     attn_tiles(c, nt);
     const int group = attn_group(c);
+    const bool vector = att_vector(c) && !c->attn_elementwise;
     for (int l = 0; l < c->L; l++) {
         const eng_layer *ly = &m->layers[l];
         {
@@ -1293,7 +1287,7 @@ int eng_step(eng_ctx *c, const eng_batch_entry *batch, int n_entries, float *ret
         }
         {
             attn_job aj = {.c = c, .layer = l, .nt = nt, .group = group,
-                           .n_items = (long)c->n_tiles * (c->H / group)};
+                           .n_items = (long)c->n_tiles * (c->H / group), .vector = vector};
             atomic_init(&aj.next, 0);
             if (attn_work * c->H * c->D * 2.0 < ENG_PAR_MIN_WORK || aj.n_items < 2)
                 attn_worker(&aj, 0, 1);

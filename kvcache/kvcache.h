@@ -21,10 +21,12 @@
  * Allocation takes a free block, else evicts the least recently used cached block.
  *
  * Memory layout of one block (elements of kv_config.dtype):
- *   [layer][K,V][kv head][token 0..block_size)[head_dim]
- * so K (or V) of one (block, layer, head) is block_size * head_dim contiguous elements,
- * token-major, and attention for one (sequence, layer, head) streams one contiguous run per
- * block. Blocks are 64-byte aligned when the block size in bytes is a multiple of 64.
+ *   [layer][K,V][kv head][block_size * head_dim elements]
+ * so K (or V) of one (block, layer, head) is one contiguous region, and attention for one
+ * (sequence, layer, head) streams one contiguous run per block. The order of the elements
+ * inside a region is the engine's (it keeps V token-major and K transposed); the cache
+ * copies regions whole and never looks inside. Blocks are 64-byte aligned when the block
+ * size in bytes is a multiple of 64.
  *
  * Costs: append, commit and lookup cost O(1) per block (plus O(block_size) to hash and compare
  * the token ids of a full block); a copy-on-write copies one block. Nothing allocates memory
@@ -134,7 +136,7 @@ const int32_t *kv_block_tokens(const kv_cache *kv, uint32_t block);
 uint32_t kv_block_fill(const kv_cache *kv, uint32_t block);
 
 /* K (or V) of one block for one layer and KV head: block_size * head_dim elements,
- * contiguous, token-major ([token][head_dim]); element type per dtype (uint16_t IEEE half,
+ * contiguous, in the engine's order; element type per dtype (uint16_t IEEE half,
  * or float). NULL if block, layer or head is out of range. */
 void *kv_block_k(kv_cache *kv, uint32_t block, uint32_t layer, uint32_t head);
 void *kv_block_v(kv_cache *kv, uint32_t block, uint32_t layer, uint32_t head);

@@ -7,34 +7,15 @@
 #include <string.h>
 
 #include "engine.h"
+#include "fwd_rand.h"
 #include "quant.h"
 #include "testutil.h"
 
 enum { L = 2, E = 32, H = 4, HKV = 2, D = 8, F = 48, V = 40, T = 24 };
 
 static uint64_t rng = 88172645463325252ull;
-static float frand(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
 
-static float *rnd(size_t n, float scale)
-{
-    float *p = malloc(n * sizeof *p);
-    CHECK(p);
-    for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
-    return p;
-}
-
-static eng_mat mat(const float *w, int rows, int cols)
-{
-    eng_mat m = {.type = ENG_TYPE_F32, .rows = (uint64_t)rows, .cols = (uint64_t)cols,
-                 .row_bytes = (size_t)cols * sizeof(float), .data = w, .name = "synthetic"};
-    return m;
-}
+static float *rnd(size_t n, float scale) { return fwd_rnd(&rng, n, scale, 0.0f); }
 
 typedef struct synth {
     eng_model m;
@@ -61,7 +42,7 @@ static void synth_make(synth *s, int rope_dim, int scaling, bool freqs)
     s->emb = rnd((size_t)V * E, 1.0f);
     s->outn = rnd(E, 0.2f);
     for (int i = 0; i < E; i++) s->outn[i] += 1.0f;
-    s->m.tok_embd = mat(s->emb, V, E);
+    s->m.tok_embd = fwd_mat_f32(s->emb, V, E);
     s->m.output = s->m.tok_embd;
     s->m.tied_output = true;
     s->m.out_norm = s->outn;
@@ -79,13 +60,13 @@ static void synth_make(synth *s, int rope_dim, int scaling, bool freqs)
         eng_layer *ly = &s->layers[l];
         ly->attn_norm = s->attn_n[l];
         ly->ffn_norm = s->ffn_n[l];
-        ly->wq = mat(s->wq[l], H * D, E);
-        ly->wk = mat(s->wk[l], HKV * D, E);
-        ly->wv = mat(s->wv[l], HKV * D, E);
-        ly->wo = mat(s->wo[l], E, H * D);
-        ly->w_gate = mat(s->wg[l], F, E);
-        ly->w_up = mat(s->wu[l], F, E);
-        ly->w_down = mat(s->wd[l], E, F);
+        ly->wq = fwd_mat_f32(s->wq[l], H * D, E);
+        ly->wk = fwd_mat_f32(s->wk[l], HKV * D, E);
+        ly->wv = fwd_mat_f32(s->wv[l], HKV * D, E);
+        ly->wo = fwd_mat_f32(s->wo[l], E, H * D);
+        ly->w_gate = fwd_mat_f32(s->wg[l], F, E);
+        ly->w_up = fwd_mat_f32(s->wu[l], F, E);
+        ly->w_down = fwd_mat_f32(s->wd[l], E, F);
     }
     s->m.layers = s->layers;
 }
