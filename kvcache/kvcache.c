@@ -493,11 +493,9 @@ int kv_seq_append(kv_cache *kv, uint32_t seq, const int32_t *tokens, uint32_t n)
         uint32_t old = q->table[q->n_blocks - 1];
         if (kv->ref[old] > 1) { /* copy-on-write of the shared partial block */
             uint32_t nb = block_alloc(kv);
-            size_t run = (size_t)off * kv->cfg.head_dim * kv->esz;
-            unsigned char *src = block_ptr(kv, old), *dst = block_ptr(kv, nb);
-            uint64_t n_slabs = kv->block_bytes / kv->slab_bytes;
-            for (uint64_t s = 0; s < n_slabs; s++)
-                memcpy(dst + s * kv->slab_bytes, src + s * kv->slab_bytes, run);
+            /* whole slabs: the order inside them is the engine's (its K is transposed, so
+             * the first `off` tokens are not a prefix of a slab) */
+            memcpy(block_ptr(kv, nb), block_ptr(kv, old), (size_t)kv->block_bytes);
             memcpy(&kv->tok[(size_t)nb * bs], &kv->tok[(size_t)old * bs], off * sizeof(int32_t));
             kv->fill[nb] = off;
             kv->used_fill += off;

@@ -493,6 +493,16 @@ static void test_fork_cow(void)
 
     /* can_grow counts the copy */
     uint32_t old_last = bp[1];
+    /* the last element of each slab of the shared block (unfilled slots, as the cache sees
+     * it; but the engine orders a slab its own way -- its K is transposed, so slot 0 reaches
+     * the slab's end -- and a copy must take whole slabs) */
+    const kv_config *cfg = kv_get_config(kv);
+    const size_t slab_end = (size_t)cfg->block_size * cfg->head_dim - 1;
+    for (uint32_t l = 0; l < cfg->n_layer; l++)
+        for (uint32_t h = 0; h < cfg->n_head_kv; h++) {
+            ((float *)kv_block_k(kv, old_last, l, h))[slab_end] = 7.5f + (float)(l * 8 + h);
+            ((float *)kv_block_v(kv, old_last, l, h))[slab_end] = -7.5f - (float)(l * 8 + h);
+        }
     CHECK_EQ_INT(kv_blocks_available(kv), 6);
     CHECK(kv_can_grow(kv, ch, 2 + 4 * 5));      /* copy + 5 new blocks = 6 */
     CHECK(!kv_can_grow(kv, ch, 2 + 4 * 5 + 1)); /* 7 */
@@ -511,6 +521,11 @@ static void test_fork_cow(void)
     CHECK_EQ_INT(kv_block_fill(kv, old_last), 2);
     CHECK(kv_matches(kv, bc[1], 0, 40.0f));
     CHECK(kv_matches(kv, bc[1], 1, 50.0f));
+    for (uint32_t l = 0; l < cfg->n_layer; l++)
+        for (uint32_t h = 0; h < cfg->n_head_kv; h++) {
+            CHECK(((float *)kv_block_k(kv, bc[1], l, h))[slab_end] == 7.5f + (float)(l * 8 + h));
+            CHECK(((float *)kv_block_v(kv, bc[1], l, h))[slab_end] == -7.5f - (float)(l * 8 + h));
+        }
     CHECK_EQ_INT(kv_block_tokens(kv, bc[1])[2], a[6]);
     fill_kv(kv, bc[1], 2, 999.0f);
     CHECK_EQ_INT(stats(kv).cow_copies, 1);
