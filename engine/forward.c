@@ -65,7 +65,7 @@ struct eng_ctx {
     int32_t *entry_t0;  /* max_seqs: first batch token of each entry */
     const uint32_t **entry_blocks; /* max_seqs: block table of each entry */
     float *th_scores;   /* n_threads * th_scores_stride */
-    size_t th_scores_stride; /* ATT_TQ * n_ctx */
+    size_t th_scores_stride; /* ATT_SET rows of n_ctx rounded up to 16 (attn_worker) */
     int32_t *tile_t0;   /* max_tokens: first token of each attention tile (attn_tiles) */
     int n_tiles;
 
