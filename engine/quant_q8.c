@@ -1194,6 +1194,7 @@ mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const
 {
     const size_t bb = type == ENG_TYPE_Q8_0 ? 34 : 18;
     const __m512i c80 = _mm512_set1_epi8((char)0x80), m4 = _mm512_set1_epi8(0x0F);
+    const __m512i mf0 = _mm512_set1_epi8((char)0xF0);
     for (size_t rg = r0; rg < r1; rg += QQ_MT_ROWS) {
         const int nr = (int)(r1 - rg < QQ_MT_ROWS ? r1 - rg : QQ_MT_ROWS);
         const uint8_t *row[QQ_MT_ROWS];
@@ -1222,11 +1223,14 @@ mt16_n(const uint32_t type, const uint8_t *w, size_t row_bytes, size_t nb, const
                         s1 = _mm512_dpbusd_epi32(s1, _mm512_xor_si512(c80, _mm512_set1_epi32(rd_i32((const int8_t *)blk + 18 + 4 * j))), xv[j + 4]);
                     }
                 } else {
+                    /* high nibbles in place (16 x their value; the sum is exact and is
+                     * scaled back below): one and per half instead of shift + and */
                     for (int j = 0; j < 4; j++) {
                         const __m512i q = _mm512_set1_epi32(rd_i32((const int8_t *)blk + 2 + 4 * j));
                         s0 = _mm512_dpbusd_epi32(s0, _mm512_and_si512(q, m4), xv[j]);
-                        s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), xv[j + 4]);
+                        s1 = _mm512_dpbusd_epi32(s1, _mm512_and_si512(q, mf0), xv[j + 4]);
                     }
+                    s1 = _mm512_srai_epi32(s1, 4);
                 }
                 const __m512 av = _mm512_cvtph_ps(_mm256_set1_epi16((short)qi_rd16(blk)));
                 acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_mul_ps(av, dxv), acc[r]);
