@@ -745,6 +745,19 @@ static void att_query(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, co
 }
 
 /* ---- the vector path: AV_LANES keys (or dimensions) per vector, 512- or 256-bit */
+#if ENG_HAVE_F16C
+/* the n (1, 2, 4 or 8) halfs at p in the low words of an xmm, the others 0 */
+static inline __m128i load_halfs(const uint16_t *p, int n)
+{
+    uint32_t w = 0;
+    switch (n) {
+    case 8: return _mm_loadu_si128((const __m128i *)(const void *)p);
+    case 4: return _mm_loadl_epi64((const __m128i *)(const void *)p);
+    case 2: memcpy(&w, p, 4); return _mm_cvtsi32_si128((int)w);
+    default: return _mm_cvtsi32_si128((int)p[0]);
+    }
+}
+#endif
 #if defined(__AVX512F__) && defined(__FMA__) && ENG_HAVE_F16C
 #define AV_LANES 16
 #define AV_SET 4 /* queries computed together: 16 score and 16 output accumulators */
@@ -769,6 +782,17 @@ static inline av_f av_max_first(av_f m, av_f s, int n)
     return _mm512_mask_max_ps(m, live, s, m);
 }
 static inline float av_hmax(av_f m) { return _mm512_reduce_max_ps(m); }
+/* av_load of the first n (< 16, a power of two) elements, the other lanes 0; av_store of
+ * the first n lanes (blocks of fewer than 16 tokens) */
+static inline av_f av_load_part(const void *b, size_t i, const bool f16, int n)
+{
+    if (!f16) return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), (const float *)b + i);
+    return _mm512_cvtph_ps(_mm256_zextsi128_si256(load_halfs((const uint16_t *)b + i, n)));
+}
+static inline void av_store_part(float *p, av_f v, int n)
+{
+    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), v);
+}
 #elif defined(__AVX2__) && defined(__FMA__) && ENG_HAVE_F16C
 #define AV_LANES 8
 #define AV_SET 3 /* 12 score accumulators of the 16 registers */
@@ -798,20 +822,32 @@ static inline float av_hmax(av_f m)
     a = _mm_max_ps(a, _mm_movehl_ps(a, a));
     return _mm_cvtss_f32(_mm_max_ss(a, _mm_shuffle_ps(a, a, 1)));
 }
+static inline __m256i av_first(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline av_f av_load_part(const void *b, size_t i, const bool f16, int n)
+{
+    if (!f16) return _mm256_maskload_ps((const float *)b + i, av_first(n));
+    return _mm256_cvtph_ps(load_halfs((const uint16_t *)b + i, n));
+}
+static inline void av_store_part(float *p, av_f v, int n) { _mm256_maskstore_ps(p, av_first(n), v); }
 #endif
 
 #if defined(AV_LANES)
 #define ATT_SET AV_SET
 
-/* the vector path serves the context when the blocks hold whole vectors of keys and a pass
- * over V takes whole vectors of dimensions */
+/* the vector path serves the context when a pass over V takes whole vectors of dimensions
+ * (and the block size is a power of two, as kvcache wants: a vector of keys is either part
+ * of a block or, for blocks of fewer than AV_LANES tokens, one whole block) */
 static bool att_vector(const eng_ctx *c)
 {
-    return c->bs % AV_LANES == 0 && c->D % (AV_VN * AV_LANES) == 0;
+    const int bs = c->bs;
+    return (bs % AV_LANES == 0 || AV_LANES % bs == 0) && c->D % (AV_VN * AV_LANES) == 0;
 }
 
 /* NQ (1..AV_SET) queries of one sequence and kv head. Scores: per block, AV_LANES keys at a
- * time, each query's 4 chains in 4 accumulators; K of the next block and V of this one are
+ * time (a whole block when it is smaller, in the low lanes), each query's 4 chains in 4 accumulators; K of the next block and V of this one are
  * prefetched a few lines per step (the blocks are scattered, no hardware prefetcher follows
  * them). Then each query's softmax, then the V sums AV_VN vectors of dimensions at a time,
  * each V row widened once for all the queries. scores: NQ rows, ss apart. */
@@ -820,7 +856,8 @@ att_set_v(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *q
           float *scores, size_t ss, const bool f16)
 {
     const int D = c->D, bs = c->bs;
-    const size_t esz = f16 ? 2 : 4, pf_step = (size_t)4 * AV_LANES * esz;
+    const int kc = bs < AV_LANES ? bs : AV_LANES; /* keys per vector */
+    const size_t esz = f16 ? 2 : 4, pf_step = (size_t)4 * (size_t)kc * esz;
     const av_f scale = av_set1(c->attn_scale);
     int n_max = 0, n_min = INT32_MAX;
     av_f mx[AV_SET];
@@ -836,7 +873,7 @@ att_set_v(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *q
             p0 + bs < n_max ? (const char *)blk_k(c, blocks[p0 / bs + 1], layer, kvh) : NULL;
         const char *vc = (const char *)blk_v(c, blocks[p0 / bs], layer, kvh);
         size_t pf = 0;
-        for (int i0 = 0; i0 < nb; i0 += AV_LANES) {
+        for (int i0 = 0; i0 < nb; i0 += kc) {
             av_f acc[AV_SET][4];
             for (int j = 0; j < NQ; j++)
                 for (int r = 0; r < 4; r++) acc[j][r] = av_zero();
@@ -845,7 +882,8 @@ att_set_v(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *q
                 prefetch_rows(vc + pf, pf_step);
                 pf += pf_step;
                 for (int r = 0; r < 4; r++) {
-                    const av_f k = av_load(kb, (size_t)(d + r) * (size_t)bs + (size_t)i0, f16);
+                    const size_t at = (size_t)(d + r) * (size_t)bs + (size_t)i0;
+                    const av_f k = kc == AV_LANES ? av_load(kb, at, f16) : av_load_part(kb, at, f16, kc);
                     for (int j = 0; j < NQ; j++)
                         acc[j][r] = av_fma(av_set1(qs[j].q[d + r]), k, acc[j][r]);
                 }
@@ -853,8 +891,13 @@ att_set_v(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *q
             for (int j = 0; j < NQ; j++) {
                 const av_f c01 = av_add(acc[j][0], acc[j][1]), c23 = av_add(acc[j][2], acc[j][3]);
                 const av_f s = av_mul(av_add(c01, c23), scale);
-                av_store(scores + (size_t)j * ss + (size_t)(p0 + i0), s);
-                if (qs[j].n > p0 + i0) mx[j] = av_max_first(mx[j], s, qs[j].n - (p0 + i0));
+                float *sp = scores + (size_t)j * ss + (size_t)(p0 + i0);
+                if (kc == AV_LANES)
+                    av_store(sp, s);
+                else
+                    av_store_part(sp, s, kc);
+                const int live = qs[j].n - (p0 + i0);
+                if (live > 0) mx[j] = av_max_first(mx[j], s, live < kc ? live : kc);
             }
         }
     }

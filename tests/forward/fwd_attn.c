@@ -1,5 +1,5 @@
 /* Attention's vector kernels against its element-at-a-time form, bit for bit, on synthetic
- * models whose shapes the kernels serve (head dim 64 and 128, blocks of 16 and 32 tokens,
+ * models whose shapes the kernels serve (head dim 64 and 128, blocks of 1 to 64 tokens,
  * f16 and f32 K/V, grouped, multi-query and per-head attention): prompts computed in tiles
  * of tokens and decode steps, one sequence alone and two batched with other chunkings. The
  * element-at-a-time form itself is checked against a double-precision reference in
@@ -211,6 +211,10 @@ int main(void)
     run_case(8, 2, 64, 64, false);  /* 4 per kv head, 64-token blocks, f32 */
     run_case(4, 1, 128, 16, true);  /* multi-query, head dim 128 */
     run_case(4, 4, 64, 16, true);   /* a kv head per query head */
+    run_case(6, 2, 64, 8, true);    /* blocks smaller than a vector of keys */
+    run_case(6, 2, 64, 4, false);
+    run_case(6, 2, 64, 2, true);
+    run_case(6, 2, 64, 1, true);
     printf("fwd_attn: ok\n");
     return 0;
 }
