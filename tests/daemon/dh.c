@@ -118,6 +118,7 @@ void dh_send_raw(dh_conn *c, const void *data, size_t len)
     while (len > 0) {
         ssize_t w = send(c->fd, p, len, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && c->may_be_refused && (errno == EPIPE || errno == ECONNRESET)) return;
         CHECK_MSG(w > 0, "send: %s", strerror(errno));
         p += w;
         len -= (size_t)w;

@@ -32,6 +32,9 @@ typedef struct dh_conn {
     proto_decoder dec;
     uint8_t buf[65536];
     size_t have, off;
+    bool may_be_refused; /* sends to a peer that already closed are dropped, not a failure:
+                          * the daemon may refuse a connection (and close it) before the
+                          * test's first message; dh_recv then reads its error, or NULL */
 } dh_conn;
 
 /* Connects; fails the test when that does not work. */
