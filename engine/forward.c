@@ -660,6 +660,12 @@ static inline float lane_tree_v(__m256 v)
     const __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a)); /* (l0+l4)+(l2+l6), (l1+l5)+(l3+l7) */
     return _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
 }
+
+/* all ones in the dwords l < n of 8, zeros in the others */
+static inline __m256i first_lanes8(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 #endif
 
 /* The softmax's numerators in place, scores[p] = e^(scores[p] - m), and their sum. With
@@ -680,8 +686,7 @@ static float softmax_exp(float *scores, int n_pos, float m)
         acc = _mm256_add_ps(acc, e);
     }
     if (p < n_pos) { /* the last 1-7 positions in lanes 0..; the other lanes add +0 */
-        const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(n_pos - p),
-                                                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i live = first_lanes8(n_pos - p);
         const __m256 x = _mm256_maskload_ps(scores + p, live);
         const __m256 e = _mm256_and_ps(exp_avx2(_mm256_sub_ps(x, mv)), _mm256_castsi256_ps(live));
         _mm256_maskstore_ps(scores + p, live, e);
@@ -775,23 +780,27 @@ static inline av_f av_load(const void *b, size_t i, const bool f16)
     const uint16_t *h = (const uint16_t *)b + i;
     return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)h));
 }
+/* the lanes l < n */
+static inline __mmask16 av_first(int n)
+{
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+}
 /* m with lanes l < n replaced by s when s > m (a NaN score never becomes the maximum) */
 static inline av_f av_max_first(av_f m, av_f s, int n)
 {
-    const __mmask16 live = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
-    return _mm512_mask_max_ps(m, live, s, m);
+    return _mm512_mask_max_ps(m, av_first(n), s, m);
 }
 static inline float av_hmax(av_f m) { return _mm512_reduce_max_ps(m); }
 /* av_load of the first n (< 16, a power of two) elements, the other lanes 0; av_store of
  * the first n lanes (blocks of fewer than 16 tokens) */
 static inline av_f av_load_part(const void *b, size_t i, const bool f16, int n)
 {
-    if (!f16) return _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), (const float *)b + i);
+    if (!f16) return _mm512_maskz_loadu_ps(av_first(n), (const float *)b + i);
     return _mm512_cvtph_ps(_mm256_zextsi128_si256(load_halfs((const uint16_t *)b + i, n)));
 }
 static inline void av_store_part(float *p, av_f v, int n)
 {
-    _mm512_mask_storeu_ps(p, (__mmask16)((1u << n) - 1u), v);
+    _mm512_mask_storeu_ps(p, av_first(n), v);
 }
 #elif defined(__AVX2__) && defined(__FMA__) && ENG_HAVE_F16C
 #define AV_LANES 8
@@ -810,21 +819,16 @@ static inline av_f av_load(const void *b, size_t i, const bool f16)
     const uint16_t *h = (const uint16_t *)b + i;
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)h));
 }
+static inline __m256i av_first(int n) { return first_lanes8(n); }
 static inline av_f av_max_first(av_f m, av_f s, int n)
 {
-    const __m256 live = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
-        _mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-    return _mm256_blendv_ps(m, _mm256_max_ps(s, m), live);
+    return _mm256_blendv_ps(m, _mm256_max_ps(s, m), _mm256_castsi256_ps(av_first(n)));
 }
 static inline float av_hmax(av_f m)
 {
     __m128 a = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     a = _mm_max_ps(a, _mm_movehl_ps(a, a));
     return _mm_cvtss_f32(_mm_max_ss(a, _mm_shuffle_ps(a, a, 1)));
-}
-static inline __m256i av_first(int n)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 static inline av_f av_load_part(const void *b, size_t i, const bool f16, int n)
 {
@@ -837,20 +841,12 @@ static inline void av_store_part(float *p, av_f v, int n) { _mm256_maskstore_ps(
 #if defined(AV_LANES)
 #define ATT_SET AV_SET
 
-/* the vector path serves the context when a pass over V takes whole vectors of dimensions
- * (and the block size is a power of two, as kvcache wants: a vector of keys is either part
- * of a block or, for blocks of fewer than AV_LANES tokens, one whole block) */
-static bool att_vector(const eng_ctx *c)
-{
-    const int bs = c->bs;
-    return (bs % AV_LANES == 0 || AV_LANES % bs == 0) && c->D % (AV_VN * AV_LANES) == 0;
-}
-
 /* NQ (1..AV_SET) queries of one sequence and kv head. Scores: per block, AV_LANES keys at a
- * time (a whole block when it is smaller, in the low lanes), each query's 4 chains in 4 accumulators; K of the next block and V of this one are
- * prefetched a few lines per step (the blocks are scattered, no hardware prefetcher follows
- * them). Then each query's softmax, then the V sums AV_VN vectors of dimensions at a time,
- * each V row widened once for all the queries. scores: NQ rows, ss apart. */
+ * time (a whole block when it is smaller, in the low lanes), each query's 4 chains in 4
+ * accumulators; K of the next block and V of this one are prefetched a few lines per step
+ * (the blocks are scattered, no hardware prefetcher follows them). Then each query's
+ * softmax, then the V sums AV_VN vectors of dimensions at a time, each V row widened once
+ * for all the queries. scores: NQ rows, ss apart. */
 static inline __attribute__((always_inline)) void
 att_set_v(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *qs, const int NQ,
           float *scores, size_t ss, const bool f16)
@@ -883,7 +879,8 @@ att_set_v(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *q
                 pf += pf_step;
                 for (int r = 0; r < 4; r++) {
                     const size_t at = (size_t)(d + r) * (size_t)bs + (size_t)i0;
-                    const av_f k = kc == AV_LANES ? av_load(kb, at, f16) : av_load_part(kb, at, f16, kc);
+                    const av_f k =
+                        kc == AV_LANES ? av_load(kb, at, f16) : av_load_part(kb, at, f16, kc);
                     for (int j = 0; j < NQ; j++)
                         acc[j][r] = av_fma(av_set1(qs[j].q[d + r]), k, acc[j][r]);
                 }
@@ -928,8 +925,8 @@ att_set_v(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *q
     }
 }
 
-static void att_set(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *qs,
-                    int nq, float *scores, size_t ss)
+static bool att_set_vector(eng_ctx *c, int layer, const uint32_t *blocks, int kvh,
+                           const att_q *qs, int nq, float *scores, size_t ss)
 {
     const bool f16 = c->kv_f16;
 #define ATT_SET_CASE(N)                                                                         \
@@ -938,7 +935,7 @@ static void att_set(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, cons
             att_set_v(c, layer, blocks, kvh, qs, N, scores, ss, true);                          \
         else                                                                                    \
             att_set_v(c, layer, blocks, kvh, qs, N, scores, ss, false);                         \
-        return;
+        return true;
     switch (nq) {
     ATT_SET_CASE(1)
     ATT_SET_CASE(2)
@@ -946,25 +943,42 @@ static void att_set(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, cons
 #if AV_SET >= 4
     ATT_SET_CASE(4)
 #endif
-    default: break;
+    default: return false;
     }
 #undef ATT_SET_CASE
-    for (int j = 0; j < nq; j++) att_query(c, layer, blocks, kvh, &qs[j], scores);
 }
 #else
 #define ATT_SET 4
+#endif
+
+/* the vector path serves the context when a pass over V takes whole vectors of dimensions
+ * (and the block size is a power of two, as kvcache wants: a vector of keys is either part
+ * of a block or, for blocks of fewer than AV_LANES tokens, one whole block) */
 static bool att_vector(const eng_ctx *c)
 {
+#if defined(AV_LANES)
+    const int bs = c->bs;
+    return (bs % AV_LANES == 0 || AV_LANES % bs == 0) && c->D % (AV_VN * AV_LANES) == 0;
+#else
     (void)c;
     return false;
+#endif
 }
-static void att_set(eng_ctx *c, int layer, const uint32_t *blocks, int kvh, const att_q *qs,
-                    int nq, float *scores, size_t ss)
+
+/* nq (<= ATT_SET) queries of one sequence and kv head: the vector kernel when `vector`
+ * (att_vector), else one query at a time, an element at a time; the same bits either way.
+ * scores: ATT_SET rows, ss apart. */
+static void att_set(eng_ctx *c, bool vector, int layer, const uint32_t *blocks, int kvh,
+                    const att_q *qs, int nq, float *scores, size_t ss)
 {
+#if defined(AV_LANES)
+    if (vector && att_set_vector(c, layer, blocks, kvh, qs, nq, scores, ss)) return;
+#else
+    (void)vector;
     (void)ss;
+#endif
     for (int j = 0; j < nq; j++) att_query(c, layer, blocks, kvh, &qs[j], scores);
 }
-#endif
 
 typedef struct attn_job {
     eng_ctx *c;
@@ -1005,11 +1019,7 @@ static void attn_worker(void *arg, int ith, int nth)
                 qs[nq].out = c->att + (size_t)t * c->q_dim + (size_t)h * c->D;
                 qs[nq].n = c->tok_pos[t] + 1;
                 if (++nq == ATT_SET || (h == h0 + j->group - 1 && t == t1 - 1)) {
-                    if (j->vector)
-                        att_set(c, j->layer, blocks, h0 / hpk, qs, nq, scores, ss);
-                    else
-                        for (int q = 0; q < nq; q++)
-                            att_query(c, j->layer, blocks, h0 / hpk, &qs[q], scores);
+                    att_set(c, j->vector, j->layer, blocks, h0 / hpk, qs, nq, scores, ss);
                     nq = 0;
                 }
             }
